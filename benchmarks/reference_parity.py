@@ -1,0 +1,35 @@
+"""Prove sanrt's PyTorch SAN is the official SAN: compare every stage against a fixture folder.
+
+    python benchmarks/reference_parity.py ../shared/reference/tiny_dev
+
+Prints a table (stage, max abs err, err / max|ref|) and, as its last line, one JSON object.
+Exits 1 when any stage's err / max|ref| exceeds 1e-4 or label agreement is under 99.99 %.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from sanrt.model.checkpoint import CheckpointError
+from sanrt.model.reference import AGREEMENT_BOUND, REL_BOUND, check_fixture
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("folder", help="fixture folder: tiny_config.json, checkpoint.pth, vocabulary.txt, *.npz")
+    args = ap.parse_args(argv)
+    try:
+        report = check_fixture(args.folder, progress=lambda name: print(f"checked {name}", file=sys.stderr))
+    except (FileNotFoundError, ValueError, KeyError, CheckpointError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(report.table())
+    print(f"label agreement {report.label_agreement:.6%} over {report.pixels} pixels; "
+          f"bounds: err/max|ref| <= {REL_BOUND:g}, agreement >= {AGREEMENT_BOUND:.2%}")
+    print(json.dumps(report.summary()))
+    return 0 if report.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""sanrt's export tools: PyTorch SAN -> ONNX (and TensorRT engines)."""

@@ -1,0 +1,158 @@
+"""Check sanrt's SAN against a folder of official reference outputs (the fixture format of
+`shared/reference/tiny_dev`: tiny_config.json, checkpoint.pth, vocabulary.txt, one <image>.npz each).
+
+Every stage is computed by sanrt from the original image and the class names alone, then compared
+with what the official code recorded.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import open_clip
+import torch
+
+from sanrt.runtime.preprocess import pad_batch, prepare
+from sanrt.runtime.vocabulary import read_vocabulary_file
+
+from .checkpoint import load_checkpoint
+from .config import SANConfig, from_fixture_config
+from .postprocess import semantic_inference
+from .san import SAN
+
+REL_BOUND = 1e-4
+AGREEMENT_BOUND = 0.9999
+
+
+@dataclass
+class StageError:
+    image: str
+    stage: str
+    max_abs: float
+    max_ref: float
+
+    @property
+    def rel(self) -> float:
+        return self.max_abs / self.max_ref if self.max_ref > 0 else self.max_abs
+
+
+@dataclass
+class ParityReport:
+    rows: list[StageError] = field(default_factory=list)
+    pixels: int = 0
+    agreeing: int = 0
+    images: int = 0
+
+    @property
+    def label_agreement(self) -> float:
+        return self.agreeing / self.pixels if self.pixels else 0.0
+
+    @property
+    def worst(self) -> StageError | None:
+        return max(self.rows, key=lambda r: r.rel, default=None)
+
+    @property
+    def ok(self) -> bool:
+        w = self.worst
+        return w is not None and w.rel <= REL_BOUND and self.label_agreement >= AGREEMENT_BOUND
+
+    def summary(self) -> dict:
+        w = self.worst
+        return {
+            "images": self.images,
+            "worst_stage": f"{w.image}:{w.stage}" if w else None,
+            "worst_rel_err": w.rel if w else None,
+            "label_agreement": self.label_agreement,
+        }
+
+    def table(self) -> str:
+        lines = [f"{'image':<14} {'stage':<26} {'max abs err':>12} {'err/max|ref|':>13}"]
+        for r in self.rows:
+            flag = "" if r.rel <= REL_BOUND else "  <-- over bound"
+            lines.append(f"{r.image:<14} {r.stage:<26} {r.max_abs:12.3e} {r.rel:13.3e}{flag}")
+        return "\n".join(lines)
+
+
+def _np(t) -> np.ndarray:
+    return t.detach().cpu().numpy() if isinstance(t, torch.Tensor) else np.asarray(t)
+
+
+def load_fixture_model(folder: Path) -> tuple[SAN, SANConfig]:
+    cfg = from_fixture_config(folder / "tiny_config.json")
+    model = load_checkpoint(SAN(cfg).eval(), folder / "checkpoint.pth")
+    return model, cfg
+
+
+@torch.no_grad()
+def check_fixture(folder: str | Path, progress=None) -> ParityReport:
+    """Run sanrt on every image of a fixture folder and compare every stage its npz files hold."""
+    folder = Path(folder)
+    if not (folder / "tiny_config.json").is_file():
+        raise FileNotFoundError(f"{folder} is not a fixture folder (no tiny_config.json)")
+    model, cfg = load_fixture_model(folder)
+    names = read_vocabulary_file(folder / "vocabulary.txt")
+    report = ParityReport()
+
+    # Text side: computed once, from the names.
+    ids = torch.stack([open_clip.tokenize([t.format(n) for n in names]) for t in cfg.templates])
+    per_template = model.encode_text(ids.reshape(-1, ids.shape[-1])).reshape(ids.shape[0], ids.shape[1], -1)
+    class_embed = model.class_embeddings(ids)
+    scale = model.clip.logit_scale.exp()
+    weight = model.classifier_weight(class_embed)
+    text_stages = {
+        "token_ids": ids,
+        "text_embed_per_template": per_template,
+        "class_embed": class_embed,
+        "classifier_weight": weight / scale,
+        "logit_scale_exp": scale,
+    }
+
+    npz_files = sorted(folder.glob("*.npz"))
+    if not npz_files:
+        raise FileNotFoundError(f"{folder} holds no <image>.npz files")
+    for path in npz_files:
+        ref = np.load(path)
+        image = path.stem
+        orig = ref["orig_image_hwc_u8"]
+        chw = prepare(orig, cfg.min_size, cfg.max_size)
+        batch, sizes = pad_batch([chw], cfg.size_divisibility)
+        extra = tuple(int(m.group(1)) for k in ref.files if (m := re.fullmatch(r"clip_feat_(\d+)", k)))
+        s = model.forward_stages(torch.from_numpy(batch), torch.from_numpy(sizes), extra)
+        logits = SAN.classify(s["mask_emb"], weight)
+        sem_seg = semantic_inference(logits[0], s["mask_preds"][0], batch.shape[-2:], chw.shape[1:], orig.shape[:2])
+        L = cfg.feature_last_layer
+        ours = {
+            "model_input_chw_u8": chw,
+            "images_tensor": s["images_tensor"],
+            "clip_input": s["clip_input"],
+            **{f"clip_feat_{i}": f for i, f in s["clip_feats"].items()},
+            f"clip_cls_{L}": s["clip_tokens"][:, :1].transpose(0, 1),  # official LND layout [1,B,C]
+            **text_stages,
+            "side_query": s["side_query"],
+            "side_pix": s["side_pix"],
+            "mask_preds": s["mask_preds"],
+            "attn_bias_side": s["attn_bias_side"],
+            "attn_bias_clip": s["attn_bias_clip"],
+            "mask_emb": s["mask_emb"],
+            "mask_logits": logits,
+            "sem_seg": sem_seg,
+        }
+        for stage in ref.files:
+            if stage in ("orig_image_hwc_u8", "label_map"):
+                continue
+            if stage not in ours:
+                raise KeyError(f"{path.name}: unknown stage {stage!r}")
+            r = ref[stage].astype(np.float64)
+            o = _np(ours[stage]).astype(np.float64)
+            if o.shape != r.shape:
+                raise ValueError(f"{path.name}:{stage}: sanrt shape {o.shape} != official {r.shape}")
+            report.rows.append(StageError(image, stage, float(np.abs(o - r).max()), float(np.abs(r).max())))
+        labels = _np(sem_seg.argmax(dim=0))
+        report.pixels += labels.size
+        report.agreeing += int((labels == ref["label_map"]).sum())
+        report.images += 1
+        if progress:
+            progress(image)
+    return report

@@ -1,0 +1,188 @@
+"""SAN (Side Adapter Network) on a frozen open_clip CLIP, written for export.
+
+The graph is split the way sanrt deploys it:
+  image graph   uint8 padded images [B,3,H,W] + valid sizes -> mask logits [B,Q,H/16,W/16],
+                L2-normalised mask embeddings [B,Q,D]            (`forward`)
+  text graph    token ids [N,77] -> L2-normalised text features [N,D]       (`encode_text`)
+  head          mask embeddings + class weights [K+1,D] -> class logits    (`classify`)
+`forward_stages` returns every intermediate the official fixtures record.
+"""
+from __future__ import annotations
+
+import open_clip
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import SANConfig
+from .ops import MASK_NEG, BiasPool, attention, clip_grid_size, resize_grid_embed
+from .side_adapter import SideAdapter
+
+SLS_MASK = -100.0  # SAN's additive mask value around the [SLS] tokens
+
+
+def clip_block(blk: nn.Module, x: torch.Tensor, heads: int, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """open_clip ResidualAttentionBlock, batch-first, attention as MatMul + Softmax."""
+    a = blk.attn
+    h = attention(blk.ln_1(x), a.in_proj_weight, a.in_proj_bias, a.out_proj.weight, a.out_proj.bias, heads, bias)
+    x = x + blk.ls_1(h)
+    return x + blk.ls_2(blk.mlp(blk.ln_2(x)))
+
+
+class SAN(nn.Module):
+    def __init__(self, cfg: SANConfig):
+        super().__init__()
+        self.cfg = cfg
+        if cfg.bias_heads not in (1, cfg.clip_heads):
+            raise ValueError(f"bias heads ({cfg.bias_heads}) must be 1 or CLIP's heads ({cfg.clip_heads})")
+        # The whole CLIP (both towers) is built by open_clip; every weight comes from the SAN checkpoint.
+        self.clip = open_clip.model.CLIP(
+            embed_dim=cfg.clip_embed_dim, vision_cfg=dict(cfg.clip_vision), text_cfg=dict(cfg.clip_text),
+            quick_gelu=True,
+        )
+        self.side_adapter = SideAdapter(cfg)
+        self.bg_embed = nn.Parameter(torch.randn(1, cfg.text_width) * cfg.text_width ** -0.5)
+        self.register_buffer("pixel_mean", torch.tensor(cfg.pixel_mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(cfg.pixel_std).view(1, 3, 1, 1), persistent=False)
+        n = cfg.context_length
+        causal = torch.full((n, n), MASK_NEG).triu(1)  # finite, unlike open_clip's -inf mask
+        self.register_buffer("text_causal_mask", causal, persistent=False)
+        g = cfg.clip_vision["image_size"] // cfg.clip_patch
+        self.clip_pos_grid = (g, g)
+        self.bias_pool = BiasPool(
+            side_grid_of=lambda s: s // cfg.side_patch,
+            clip_grid_of=lambda s: clip_grid_size(s, cfg.clip_scale, cfg.clip_patch),
+            max_pixels=cfg.max_size,
+            step=cfg.size_divisibility,
+        )
+        self.clip.visual.requires_grad_(False)
+
+    # ---- image path -------------------------------------------------------------------------------
+    def normalize(self, images_u8: torch.Tensor, sizes: torch.Tensor) -> torch.Tensor:
+        """uint8 [B,3,H,W] padded batch + valid sizes [B,2] -> normalised float with zero padding."""
+        x = (images_u8.float() - self.pixel_mean) / self.pixel_std
+        h, w = x.shape[-2:]
+        rows = torch.arange(h, device=x.device)[None, :] < sizes[:, 0:1]
+        cols = torch.arange(w, device=x.device)[None, :] < sizes[:, 1:2]
+        valid = (rows[:, :, None] & cols[:, None, :]).unsqueeze(1)
+        return x * valid.to(x.dtype)
+
+    def clip_input(self, images: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(images, scale_factor=self.cfg.clip_scale, mode="bilinear", align_corners=False)
+
+    def clip_features(self, x: torch.Tensor, extra_outputs: tuple = ()):
+        """Run CLIP up to FEATURE_LAST_LAYER_IDX.
+
+        Returns ({output index: [B,C,h,w]} for the fused indices and `extra_outputs`, tokens
+        [B,1+h*w,C] after the last block (CLS first), (h, w)).
+        """
+        v = self.clip.visual
+        x = v.conv1(x)
+        b, c, h, w = x.shape
+        x = x.flatten(2).transpose(1, 2)
+        cls = v.class_embedding.reshape(1, 1, c).expand(b, -1, -1)
+        x = torch.cat([cls, x], dim=1)
+        pos = v.positional_embedding
+        pos = torch.cat([pos[:1], resize_grid_embed(pos[1:], self.clip_pos_grid, (h, w))], dim=0)
+        x = v.ln_pre(x + pos.unsqueeze(0))
+        wanted = {src for src, _ in self.cfg.fusion_map} | set(extra_outputs)
+        feats = {}
+
+        def save(i, t):
+            if i in wanted:
+                feats[i] = t[:, 1:].transpose(1, 2).reshape(b, c, h, w)
+
+        save(0, x)
+        for i, blk in enumerate(v.transformer.resblocks[: self.cfg.feature_last_layer], start=1):
+            x = clip_block(blk, x, self.cfg.clip_heads)
+            save(i, x)
+        return feats, x, (h, w)
+
+    def pool_attn_bias(self, bias: torch.Tensor, clip_hw) -> torch.Tensor:
+        """[B, heads, Q, hs, ws] at the side grid -> [B, heads, Q, hc, wc] (adaptive max pool)."""
+        b, n, q, hs, ws = bias.shape
+        pooled = self.bias_pool(bias.reshape(b, n * q, hs, ws), clip_hw)
+        return pooled.reshape(b, n, q, clip_hw[0], clip_hw[1])
+
+    def rec_attn_bias(self, pooled: torch.Tensor) -> torch.Tensor:
+        """The additive mask of the recognition blocks over [Q SLS, CLS, L patches], [B,heads,N,N].
+
+        SLS rows: 0 on itself, -100 on other SLS and on CLS, the pooled bias on patches. CLS and
+        patch rows: -100 on every SLS column, 0 elsewhere (nobody reads the SLS tokens). Built by
+        concatenation (no ScatterND).
+        """
+        b, n, q, hc, wc = pooled.shape
+        if self.cfg.bias_heads == 1:  # one bias shared by all heads (config, not data)
+            n = self.cfg.clip_heads
+            pooled = pooled.expand(b, n, q, hc, wc)
+        pooled = pooled.reshape(b, n, q, hc * wc)
+        eye = torch.eye(q, device=pooled.device, dtype=pooled.dtype)
+        sls_block = (SLS_MASK * (1.0 - eye)).expand(b, n, q, q)
+        sls_cls = torch.full_like(pooled[..., :1], SLS_MASK)
+        top = torch.cat([sls_block, sls_cls, pooled], dim=-1)  # [B, n, Q, Q+1+L]
+        # one row for CLS and patches: -100 on SLS columns, 0 on the rest
+        row = torch.cat([torch.full_like(top[:, :, :1, :q], SLS_MASK), torch.zeros_like(top[:, :, :1, q:])], -1)
+        bottom = row.expand(b, n, hc * wc + 1, top.shape[-1])
+        return torch.cat([top, bottom], dim=2)
+
+    def recognize(self, tokens: torch.Tensor, pooled_bias: torch.Tensor) -> torch.Tensor:
+        """Remaining CLIP blocks with Q [SLS] tokens (copies of CLS) reading through the bias.
+
+        tokens [B, 1+L, C] after FEATURE_LAST_LAYER_IDX blocks -> mask embeddings [B, Q, D] (unit norm).
+        """
+        v = self.clip.visual
+        q = self.cfg.num_queries
+        bias = self.rec_attn_bias(pooled_bias)
+        x = torch.cat([tokens[:, :1].expand(-1, q, -1), tokens], dim=1)
+        for blk in v.transformer.resblocks[self.cfg.feature_last_layer :]:
+            x = clip_block(blk, x, self.cfg.clip_heads, bias)
+        x = v.ln_post(x[:, :q]) @ v.proj
+        return F.normalize(x, dim=-1)
+
+    def forward_stages(self, images_u8: torch.Tensor, sizes: torch.Tensor, extra_clip_outputs: tuple = ()) -> dict:
+        images = self.normalize(images_u8, sizes)
+        clip_in = self.clip_input(images)
+        feats, tokens, clip_hw = self.clip_features(clip_in, extra_clip_outputs)
+        query, pix = self.side_adapter(images, feats)
+        mask_preds, bias = self.side_adapter.mask_decoder(query, pix)
+        pooled = self.pool_attn_bias(bias, clip_hw)
+        mask_emb = self.recognize(tokens, pooled)
+        return dict(
+            images_tensor=images, clip_input=clip_in, clip_feats=feats, clip_tokens=tokens,
+            side_query=query, side_pix=pix, mask_preds=mask_preds, attn_bias_side=bias, attn_bias_clip=pooled,
+            mask_emb=mask_emb,
+        )
+
+    def forward(self, images_u8: torch.Tensor, sizes: torch.Tensor):
+        """The image graph: (mask logits [B,Q,H/16,W/16], mask embeddings [B,Q,D])."""
+        s = self.forward_stages(images_u8, sizes)
+        return s["mask_preds"], s["mask_emb"]
+
+    # ---- text path --------------------------------------------------------------------------------
+    def encode_text(self, token_ids: torch.Tensor) -> torch.Tensor:
+        """The text graph: token ids [N, 77] -> L2-normalised features [N, D] (EOT token = max id)."""
+        c = self.clip
+        x = c.token_embedding(token_ids.long()) + c.positional_embedding
+        for blk in c.transformer.resblocks:
+            x = clip_block(blk, x, self.cfg.clip_text["heads"], self.text_causal_mask)
+        x = c.ln_final(x)
+        eot = token_ids.argmax(dim=-1)
+        x = torch.gather(x, 1, eot.reshape(-1, 1, 1).expand(-1, 1, x.shape[-1]))[:, 0]
+        return F.normalize(x @ c.text_projection, dim=-1)
+
+    def class_embeddings(self, token_ids: torch.Tensor) -> torch.Tensor:
+        """token ids [T, K, 77] (templates x classes) -> template-averaged, renormalised [K, D]."""
+        t, k, n = token_ids.shape
+        per_template = self.encode_text(token_ids.reshape(t * k, n)).reshape(t, k, -1)
+        return F.normalize(per_template.mean(dim=0), dim=-1)
+
+    def classifier_weight(self, class_embed: torch.Tensor) -> torch.Tensor:
+        """[K, D] class embeddings -> [K+1, D] weights: learned background row, renormalised, scaled."""
+        w = F.normalize(torch.cat([class_embed, self.bg_embed], dim=0), dim=-1)
+        return self.clip.logit_scale.exp() * w
+
+    # ---- vocabulary head ------------------------------------------------------------------------------
+    @staticmethod
+    def classify(mask_emb: torch.Tensor, class_weight: torch.Tensor) -> torch.Tensor:
+        """mask embeddings [B, Q, D] x class weights [K+1, D] -> class logits [B, Q, K+1]."""
+        return torch.matmul(mask_emb, class_weight.t())

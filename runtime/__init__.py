@@ -1,0 +1,1 @@
+"""sanrt's torch-free runtime: numpy + ONNX Runtime / TensorRT / OpenVINO only."""
