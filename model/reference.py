@@ -86,59 +86,67 @@ def load_fixture_model(folder: Path) -> tuple[SAN, SANConfig]:
 
 
 @torch.no_grad()
+def text_stages(model: SAN, names: list[str]) -> dict:
+    """Token ids and every text-side stage, from class names and the config's templates."""
+    ids = torch.stack([open_clip.tokenize([t.format(n) for n in names]) for t in model.cfg.templates])
+    per_template = model.encode_text(ids.reshape(-1, ids.shape[-1])).reshape(ids.shape[0], ids.shape[1], -1)
+    class_embed = model.class_embeddings(ids)
+    scale = model.clip.logit_scale.exp()
+    weight = model.classifier_weight(class_embed)
+    return {
+        "token_ids": ids.to(torch.int32),
+        "text_embed_per_template": per_template,
+        "class_embed": class_embed,
+        "classifier_weight": weight / scale,
+        "logit_scale_exp": scale,
+        "_weight": weight,  # scaled weights the head uses
+    }
+
+
+@torch.no_grad()
+def image_stages(model: SAN, text: dict, orig: np.ndarray, extra_clip_outputs: tuple = ()) -> dict:
+    """Every stage the official fixtures record, computed by sanrt from one original RGB image."""
+    cfg = model.cfg
+    chw = prepare(orig, cfg.min_size, cfg.max_size)
+    batch, sizes = pad_batch([chw], cfg.size_divisibility)
+    s = model.forward_stages(torch.from_numpy(batch), torch.from_numpy(sizes), extra_clip_outputs)
+    logits = SAN.classify(s["mask_emb"], text["_weight"])
+    sem_seg = semantic_inference(logits[0], s["mask_preds"][0], batch.shape[-2:], chw.shape[1:], orig.shape[:2])
+    L = cfg.feature_last_layer
+    return {
+        "model_input_chw_u8": chw,
+        "images_tensor": s["images_tensor"],
+        "clip_input": s["clip_input"],
+        **{f"clip_feat_{i}": f for i, f in s["clip_feats"].items()},
+        f"clip_cls_{L}": s["clip_tokens"][:, :1].transpose(0, 1),  # official LND layout [1,B,C]
+        **{k: v for k, v in text.items() if not k.startswith("_")},
+        "side_query": s["side_query"],
+        "side_pix": s["side_pix"],
+        "mask_preds": s["mask_preds"],
+        "attn_bias_side": s["attn_bias_side"],
+        "attn_bias_clip": s["attn_bias_clip"],
+        "mask_emb": s["mask_emb"],
+        "mask_logits": logits,
+        "sem_seg": sem_seg,
+        "label_map": sem_seg.argmax(dim=0).to(torch.int32),
+    }
+
+
 def check_fixture(folder: str | Path, progress=None) -> ParityReport:
     """Run sanrt on every image of a fixture folder and compare every stage its npz files hold."""
     folder = Path(folder)
     if not (folder / "tiny_config.json").is_file():
         raise FileNotFoundError(f"{folder} is not a fixture folder (no tiny_config.json)")
-    model, cfg = load_fixture_model(folder)
-    names = read_vocabulary_file(folder / "vocabulary.txt")
-    report = ParityReport()
-
-    # Text side: computed once, from the names.
-    ids = torch.stack([open_clip.tokenize([t.format(n) for n in names]) for t in cfg.templates])
-    per_template = model.encode_text(ids.reshape(-1, ids.shape[-1])).reshape(ids.shape[0], ids.shape[1], -1)
-    class_embed = model.class_embeddings(ids)
-    scale = model.clip.logit_scale.exp()
-    weight = model.classifier_weight(class_embed)
-    text_stages = {
-        "token_ids": ids,
-        "text_embed_per_template": per_template,
-        "class_embed": class_embed,
-        "classifier_weight": weight / scale,
-        "logit_scale_exp": scale,
-    }
-
     npz_files = sorted(folder.glob("*.npz"))
     if not npz_files:
         raise FileNotFoundError(f"{folder} holds no <image>.npz files")
+    model, cfg = load_fixture_model(folder)
+    text = text_stages(model, read_vocabulary_file(folder / "vocabulary.txt"))
+    report = ParityReport()
     for path in npz_files:
         ref = np.load(path)
-        image = path.stem
-        orig = ref["orig_image_hwc_u8"]
-        chw = prepare(orig, cfg.min_size, cfg.max_size)
-        batch, sizes = pad_batch([chw], cfg.size_divisibility)
         extra = tuple(int(m.group(1)) for k in ref.files if (m := re.fullmatch(r"clip_feat_(\d+)", k)))
-        s = model.forward_stages(torch.from_numpy(batch), torch.from_numpy(sizes), extra)
-        logits = SAN.classify(s["mask_emb"], weight)
-        sem_seg = semantic_inference(logits[0], s["mask_preds"][0], batch.shape[-2:], chw.shape[1:], orig.shape[:2])
-        L = cfg.feature_last_layer
-        ours = {
-            "model_input_chw_u8": chw,
-            "images_tensor": s["images_tensor"],
-            "clip_input": s["clip_input"],
-            **{f"clip_feat_{i}": f for i, f in s["clip_feats"].items()},
-            f"clip_cls_{L}": s["clip_tokens"][:, :1].transpose(0, 1),  # official LND layout [1,B,C]
-            **text_stages,
-            "side_query": s["side_query"],
-            "side_pix": s["side_pix"],
-            "mask_preds": s["mask_preds"],
-            "attn_bias_side": s["attn_bias_side"],
-            "attn_bias_clip": s["attn_bias_clip"],
-            "mask_emb": s["mask_emb"],
-            "mask_logits": logits,
-            "sem_seg": sem_seg,
-        }
+        ours = image_stages(model, text, ref["orig_image_hwc_u8"], extra)
         for stage in ref.files:
             if stage in ("orig_image_hwc_u8", "label_map"):
                 continue
@@ -148,11 +156,11 @@ def check_fixture(folder: str | Path, progress=None) -> ParityReport:
             o = _np(ours[stage]).astype(np.float64)
             if o.shape != r.shape:
                 raise ValueError(f"{path.name}:{stage}: sanrt shape {o.shape} != official {r.shape}")
-            report.rows.append(StageError(image, stage, float(np.abs(o - r).max()), float(np.abs(r).max())))
-        labels = _np(sem_seg.argmax(dim=0))
+            report.rows.append(StageError(path.stem, stage, float(np.abs(o - r).max()), float(np.abs(r).max())))
+        labels = _np(ours["label_map"])
         report.pixels += labels.size
         report.agreeing += int((labels == ref["label_map"]).sum())
         report.images += 1
         if progress:
-            progress(image)
+            progress(path.stem)
     return report

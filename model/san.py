@@ -33,6 +33,8 @@ class SAN(nn.Module):
     def __init__(self, cfg: SANConfig):
         super().__init__()
         self.cfg = cfg
+        if cfg.text_width != cfg.clip_embed_dim:  # SAN sizes its background row by the text width
+            raise ValueError(f"text width ({cfg.text_width}) must equal the CLIP embedding size ({cfg.clip_embed_dim})")
         if cfg.bias_heads not in (1, cfg.clip_heads):
             raise ValueError(f"bias heads ({cfg.bias_heads}) must be 1 or CLIP's heads ({cfg.clip_heads})")
         # The whole CLIP (both towers) is built by open_clip; every weight comes from the SAN checkpoint.

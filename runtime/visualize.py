@@ -1,0 +1,46 @@
+"""Pictures of segmentations: label PNGs, colour overlays with a legend (numpy + PIL only)."""
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+
+def palette(n: int) -> np.ndarray:
+    """n distinct RGB colours (golden-angle hues), stable for a given class index."""
+    i = np.arange(n)
+    h = (i * 0.618033988749895) % 1.0
+    s = 0.55 + 0.35 * ((i // 7) % 2)
+    v = 0.95 - 0.25 * ((i // 3) % 2)
+    k = (np.stack([5 + h * 6, 3 + h * 6, 1 + h * 6], -1)) % 6
+    rgb = v[:, None] - v[:, None] * s[:, None] * np.clip(np.minimum(k, 4 - k), 0, 1)
+    return (rgb * 255).round().astype(np.uint8)
+
+
+def label_png(labels: np.ndarray) -> Image.Image:
+    """Single-channel PNG whose pixel values are class indices (16-bit past 255 classes)."""
+    if labels.max(initial=0) < 256:
+        return Image.fromarray(labels.astype(np.uint8), mode="L")
+    return Image.fromarray(labels.astype(np.uint16))
+
+
+def overlay(image_hwc_u8: np.ndarray, labels: np.ndarray, names: list[str], alpha: float = 0.5,
+            fractions: dict | None = None) -> Image.Image:
+    """Blend class colours over the photo and add a legend of the classes present, largest first."""
+    colours = palette(len(names))
+    blend = (image_hwc_u8.astype(np.float32) * (1 - alpha) + colours[labels].astype(np.float32) * alpha)
+    img = Image.fromarray(blend.round().astype(np.uint8))
+    present, counts = np.unique(labels, return_counts=True)
+    order = present[np.argsort(-counts)]
+    total = labels.size
+    font = ImageFont.load_default()
+    row = 16
+    legend_w = 220
+    canvas = Image.new("RGB", (img.width + legend_w, max(img.height, row * len(order) + 8)), (255, 255, 255))
+    canvas.paste(img, (0, 0))
+    draw = ImageDraw.Draw(canvas)
+    for j, c in enumerate(order):
+        y = 4 + j * row
+        draw.rectangle([img.width + 6, y, img.width + 18, y + 12], fill=tuple(int(v) for v in colours[c]))
+        frac = counts[present == c][0] / total
+        draw.text((img.width + 24, y), f"{names[c][:24]} {frac:.1%}", fill=(0, 0, 0), font=font)
+    return canvas
