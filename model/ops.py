@@ -43,7 +43,8 @@ def attention(
 
 def layer_norm_channels_first(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float) -> torch.Tensor:
     """LayerNorm over dim 1 of [B, C, H, W] (SAN's hand-written one), via F.layer_norm."""
-    x = F.layer_norm(x.permute(0, 2, 3, 1), (x.shape[1],), weight, bias, eps)
+    # normalized_shape must be a Python int for export; the parameters' size is fixed
+    x = F.layer_norm(x.permute(0, 2, 3, 1), (weight.numel(),), weight, bias, eps)
     return x.permute(0, 3, 1, 2)
 
 

@@ -52,3 +52,27 @@ def read_vocabulary_file(path) -> list[str]:
     except UnicodeDecodeError:
         raise VocabularyError(f"vocabulary file {path} is not UTF-8 text") from None
     return check_vocabulary([line for line in lines if line])
+
+
+# Class names of the datasets SAN reports, as the official repo names them (detectron2's
+# ADE20K-150; SAN's registrations of ADE20K-847, PASCAL Context 59/459, COCO-Stuff 171, VOC 20).
+DATASET_TITLES = {
+    "ade150": "ADE20K-150",
+    "ade847": "ADE20K-847",
+    "pc59": "PASCAL Context 59",
+    "pc459": "PASCAL Context 459",
+    "coco_stuff171": "COCO-Stuff 171",
+    "voc20": "PASCAL VOC 20",
+}
+
+
+def dataset_vocabulary(name: str) -> list[str]:
+    import json
+    from pathlib import Path
+
+    key = name.lower().replace("-", "").replace("_", "")
+    table = {k.replace("_", ""): k for k in DATASET_TITLES}
+    if key not in table:
+        raise VocabularyError(f"unknown dataset {name!r}; choose one of {', '.join(DATASET_TITLES)}")
+    data = json.loads((Path(__file__).with_name("data") / "datasets.json").read_text(encoding="utf-8"))
+    return check_vocabulary(data[table[key]])

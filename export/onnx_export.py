@@ -1,0 +1,165 @@
+"""Export SAN to an sanrt ONNX folder: image graph, text graph, vocabulary head, classifier data,
+tokenizer data and manifest.json (the contract the torch-free runtime reads).
+
+Graphs are traced with torch.onnx's TorchScript exporter (opset 18; MatMul + Softmax attention,
+LayerNormalization, Resize, MaxPool/Gather: ops TensorRT's ONNX parser takes), checked with
+onnx.checker (full shape inference) and cleaned with onnxslim. The same model and settings give
+byte-identical files.
+"""
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import warnings
+from dataclasses import dataclass
+from importlib.metadata import version
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxslim
+import torch
+from torch import nn
+
+from sanrt.model import SAN, SANConfig
+from sanrt.runtime.manifest import FORMAT, MANIFEST, Manifest, sha256_file
+from sanrt.runtime.tokenizer import DEFAULT_BPE
+
+OPSET = 18
+
+
+@dataclass(frozen=True)
+class ExportRanges:
+    """Input ranges the exported graphs promise (and TensorRT profiles will cover)."""
+
+    batch: tuple[int, int] = (1, 8)
+    side: tuple[int, int] = (32, 2560)  # padded H and W, multiples of `multiple`
+    multiple: int = 32
+    classes: tuple[int, int] = (1, 1024)  # K, without the background row
+    texts: tuple[int, int] = (1, 4096)  # text-graph batch N
+
+
+class _ImageGraph(nn.Module):
+    def __init__(self, model: SAN):
+        super().__init__()
+        self.model = model
+
+    def forward(self, images, sizes):
+        return self.model(images, sizes)
+
+
+class _TextGraph(nn.Module):
+    def __init__(self, model: SAN):
+        super().__init__()
+        self.model = model
+
+    def forward(self, token_ids):
+        return self.model.encode_text(token_ids)
+
+
+class _HeadGraph(nn.Module):
+    def forward(self, mask_emb, class_weights):
+        return SAN.classify(mask_emb, class_weights)
+
+
+def _trace(module: nn.Module, args: tuple, inputs: list, outputs: list, dynamic: dict) -> onnx.ModelProto:
+    buf = io.BytesIO()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # TracerWarnings on shape arithmetic are expected here
+        torch.onnx.export(
+            module, args, buf, input_names=inputs, output_names=outputs, dynamic_axes=dynamic,
+            opset_version=OPSET, dynamo=False, do_constant_folding=True,
+        )
+    return onnx.load_from_string(buf.getvalue())
+
+
+def _finish(model: onnx.ModelProto, path: Path, doc: str) -> None:
+    """Clean with onnxslim, check with full shape inference, write."""
+    model = onnxslim.slim(model)
+    model.doc_string = doc
+    model.producer_name = "sanrt"
+    model.producer_version = version("sanrt")
+    onnx.checker.check_model(model, full_check=True)
+    path.write_bytes(model.SerializeToString())
+
+
+def export(model: SAN, out: str | Path, weights: str, ranges: ExportRanges = ExportRanges(),
+           progress=print) -> Manifest:
+    """Write the export folder for `model`; returns its manifest. `weights` says where the weights
+    came from ("random (seed N)" or the checkpoint file name and its sha256)."""
+    cfg: SANConfig = model.cfg
+    model = model.eval()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    s = cfg.size_divisibility
+    if ranges.multiple % s:
+        raise ValueError(f"the export multiple {ranges.multiple} must be a multiple of the model's {s}")
+
+    # Example inputs: a non-square size and batch 2, so no dimension can be mistaken for a constant.
+    h, w = 2 * ranges.multiple, 3 * ranges.multiple
+    images = torch.randint(0, 256, (2, 3, h, w), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    sizes = torch.tensor([[h, w], [h - 5, w - 7]], dtype=torch.int64)
+    progress("exporting the image graph")
+    g = _trace(_ImageGraph(model), (images, sizes), ["images", "sizes"], ["mask_logits", "mask_emb"],
+               {"images": {0: "batch", 2: "height", 3: "width"}, "sizes": {0: "batch"},
+                "mask_logits": {0: "batch", 2: "height_16", 3: "width_16"}, "mask_emb": {0: "batch"}})
+    _finish(g, out / "image.onnx", "SAN image graph: uint8 padded RGB [B,3,H,W] + valid sizes [B,2] -> "
+            "mask logits [B,Q,H/16,W/16], L2-normalised mask embeddings [B,Q,D]")
+
+    progress("exporting the text graph")
+    ids = torch.zeros(3, cfg.context_length, dtype=torch.int32)
+    ids[:, 0], ids[:, 1:4], ids[:, 4] = 49406, 320, 49407
+    g = _trace(_TextGraph(model), (ids,), ["token_ids"], ["text_features"],
+               {"token_ids": {0: "texts"}, "text_features": {0: "texts"}})
+    _finish(g, out / "text.onnx", "CLIP text tower: token ids [N,77] (int32) -> L2-normalised features [N,D]")
+
+    progress("exporting the vocabulary head")
+    emb = torch.randn(2, cfg.num_queries, cfg.clip_embed_dim)
+    cw = torch.randn(4, cfg.clip_embed_dim)
+    g = _trace(_HeadGraph(), (emb, cw), ["mask_emb", "class_weights"], ["class_logits"],
+               {"mask_emb": {0: "batch"}, "class_weights": {0: "classes_bg"}, "class_logits": {0: "batch", 2: "classes_bg"}})
+    _finish(g, out / "head.onnx", "SAN vocabulary head: mask embeddings [B,Q,D] x class weights [K+1,D] -> class logits [B,Q,K+1]")
+
+    # Two weights the numpy side needs to turn text features into class weights.
+    with torch.no_grad():
+        buf = io.BytesIO()
+        np.savez(buf, bg_embed=model.bg_embed.numpy().astype(np.float32),
+                 logit_scale_exp=np.float32(model.clip.logit_scale.exp().item()))
+    (out / "classifier.npz").write_bytes(buf.getvalue())
+    shutil.copyfile(DEFAULT_BPE, out / "bpe_simple_vocab_16e6.txt.gz")
+
+    files = ["image.onnx", "text.onnx", "head.onnx", "classifier.npz", "bpe_simple_vocab_16e6.txt.gz"]
+    manifest = Manifest({
+        "format": FORMAT,
+        "sanrt_version": version("sanrt"),
+        "preset": cfg.name,
+        "config": cfg.to_dict(),
+        "weights": weights,
+        "opset": OPSET,
+        "precision": "fp32",
+        "graphs": {
+            "image": {"file": "image.onnx", "inputs": {"images": "uint8 [B,3,H,W]", "sizes": "int64 [B,2] valid h,w"},
+                      "outputs": {"mask_logits": "float32 [B,Q,H/16,W/16]", "mask_emb": "float32 [B,Q,D]"}},
+            "text": {"file": "text.onnx", "inputs": {"token_ids": "int32 [N,77]"},
+                     "outputs": {"text_features": "float32 [N,D]"}},
+            "head": {"file": "head.onnx", "inputs": {"mask_emb": "float32 [B,Q,D]", "class_weights": "float32 [K+1,D]"},
+                     "outputs": {"class_logits": "float32 [B,Q,K+1]"}},
+        },
+        "ranges": {"batch": list(ranges.batch), "height": list(ranges.side), "width": list(ranges.side),
+                   "multiple": ranges.multiple, "classes": list(ranges.classes), "texts": list(ranges.texts),
+                   "tokens": cfg.context_length},
+        "queries": cfg.num_queries,
+        "embed_dim": cfg.clip_embed_dim,
+        "input": {"min_size": cfg.min_size, "max_size": cfg.max_size, "size_divisibility": s,
+                  "pixel_mean": list(cfg.pixel_mean), "pixel_std": list(cfg.pixel_std)},
+        "templates": list(cfg.templates),
+        "tokenizer": {"file": "bpe_simple_vocab_16e6.txt.gz", "context_length": cfg.context_length},
+        "classifier": {"file": "classifier.npz"},
+        "export_settings": {"exporter": "torch.onnx (TorchScript)", "torch": torch.__version__,
+                            "open_clip_torch": version("open_clip_torch"), "onnx": onnx.__version__,
+                            "onnxslim": onnxslim.__version__},
+        "sha256": {f: sha256_file(out / f) for f in files},
+    })
+    (out / MANIFEST).write_text(json.dumps(manifest.data, indent=1, sort_keys=True) + "\n")
+    return manifest

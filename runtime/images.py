@@ -1,0 +1,104 @@
+"""Reading images for SAN: any PIL-readable file or numpy array -> RGB uint8 [H, W, 3].
+
+Grayscale, RGBA, palette and 16-bit images are converted (alpha dropped as detectron2's
+`read_image` does; 16-bit scaled to 8-bit rather than clipped); EXIF orientation is applied.
+"""
+from __future__ import annotations
+
+import glob
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import ImageError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm"}
+
+
+def to_rgb_u8(arr: np.ndarray, what: str = "image") -> np.ndarray:
+    """Convert a numpy image (HxW, HxWx1/3/4; uint8/uint16, or float in [0, 1]) to RGB uint8."""
+    arr = np.asarray(arr)
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (3, 4)) or min(arr.shape[:2]) < 1:
+        raise ImageError(f"{what}: expected an HxW, HxWx3 or HxWx4 image, got shape {arr.shape}")
+    if arr.dtype == np.uint8:
+        pass
+    elif arr.dtype == np.uint16:
+        arr = np.round(arr.astype(np.float32) / 257.0).astype(np.uint8)
+    elif arr.dtype.kind == "f":
+        if not np.isfinite(arr).all() or arr.min() < 0 or arr.max() > 1:
+            raise ImageError(f"{what}: float images must hold values in [0, 1]")
+        arr = np.round(arr * 255.0).astype(np.uint8)
+    else:
+        raise ImageError(f"{what}: unsupported pixel type {arr.dtype} (use uint8, uint16 or float in [0, 1])")
+    if arr.ndim == 2:
+        arr = np.repeat(arr[:, :, None], 3, axis=2)
+    return np.ascontiguousarray(arr[:, :, :3])
+
+
+def _pil_to_array(img: Image.Image) -> np.ndarray:
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N"):
+        return to_rgb_u8(np.asarray(img).astype(np.uint16))
+    if img.mode == "I":  # 32-bit integer; PNGs of 16-bit depth open this way
+        a = np.asarray(img)
+        return to_rgb_u8(np.clip(a, 0, 65535).astype(np.uint16))
+    if img.mode == "F":
+        a = np.asarray(img, dtype=np.float32)
+        return to_rgb_u8(np.clip(a, 0, 255).astype(np.uint8))
+    return np.asarray(img.convert("RGB"))
+
+
+def load_image(path: str | Path) -> np.ndarray:
+    path = Path(path)
+    if not path.exists():
+        raise ImageError(f"image not found: {path}")
+    if not path.is_file():
+        raise ImageError(f"not a file: {path}")
+    try:
+        with Image.open(path) as img:
+            img = ImageOps.exif_transpose(img)
+            img.load()
+            return _pil_to_array(img)
+    except UnidentifiedImageError:
+        raise ImageError(f"{path} is not an image file PIL can read") from None
+    except (OSError, SyntaxError, ValueError) as e:  # truncated or corrupt data
+        raise ImageError(f"{path} is corrupt or truncated ({e})") from None
+
+
+def image_size(path: str | Path) -> tuple[int, int]:
+    """(H, W) from the header alone, after EXIF orientation; checks the file is an image."""
+    path = Path(path)
+    if not path.is_file():
+        raise ImageError(f"image not found: {path}")
+    try:
+        with Image.open(path) as img:
+            w, h = img.size
+            orientation = img.getexif().get(0x0112, 1)
+    except UnidentifiedImageError:
+        raise ImageError(f"{path} is not an image file PIL can read") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise ImageError(f"{path} is corrupt or truncated ({e})") from None
+    return (w, h) if orientation in (5, 6, 7, 8) else (h, w)
+
+
+def expand_image_args(args: list[str]) -> list[Path]:
+    """PATH | DIR | GLOB arguments -> image files, in order, without duplicates."""
+    out: list[Path] = []
+    for a in args:
+        p = Path(a)
+        if p.is_dir():
+            found = sorted(q for q in p.iterdir() if q.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise ImageError(f"no images in folder {p}")
+        elif any(c in a for c in "*?["):
+            found = sorted(Path(q) for q in glob.glob(a, recursive=True) if Path(q).is_file())
+            if not found:
+                raise ImageError(f"no files match {a}")
+        else:
+            found = [p]
+        out.extend(q for q in found if q not in out)
+    if not out:
+        raise ImageError("no images given")
+    return out

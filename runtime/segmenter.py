@@ -1,0 +1,136 @@
+"""SAN end to end without torch: export folder + backend -> label maps for any vocabulary."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .backends import make_runner
+from .errors import RangeError
+from .manifest import Manifest
+from .postprocess import semantic_inference
+from .preprocess import pad_batch, padded_size, prepare, resized_shape
+from .tokenizer import Tokenizer
+from .vocabulary import check_vocabulary
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("SANRT_CACHE", Path.home() / ".cache" / "sanrt")) / "vocab"
+
+
+@dataclass
+class Segmentation:
+    labels: np.ndarray  # [H0, W0] int32, class indices in vocabulary order
+    scores: np.ndarray | None  # [K, H0, W0] when asked for
+    mask_logits: np.ndarray  # [Q, H/16, W/16]
+    mask_emb: np.ndarray  # [Q, D]
+    class_logits: np.ndarray  # [Q, K+1]
+    timings: dict = field(default_factory=dict)  # seconds per stage (batch stages shared)
+
+
+class Segmenter:
+    def __init__(self, export_dir, backend: str = "onnxruntime", cache_dir: Path | None = None,
+                 verify: bool = True, **backend_options):
+        self.manifest = Manifest.load(export_dir, verify=verify)
+        m = self.manifest
+        self.image_graph = make_runner(backend, m.path("image"), **backend_options)
+        self.text_graph = make_runner(backend, m.path("text"), **backend_options)
+        self.head_graph = make_runner(backend, m.path("head"), **backend_options)
+        self.backend = backend
+        self.tokenizer = Tokenizer(m.path(m["tokenizer"]["file"]))
+        clf = np.load(m.path(m["classifier"]["file"]))
+        self.bg_embed = clf["bg_embed"].astype(np.float32)
+        self.logit_scale_exp = np.float32(clf["logit_scale_exp"])
+        self.cache_dir = cache_dir if cache_dir is not None else default_cache_dir()
+        self.names: list[str] = []
+        self.class_weights = None
+        self.vocab_timing: dict = {}
+
+    # ---- vocabulary -------------------------------------------------------------------------------
+    def _cache_key(self, names: list[str]) -> str:
+        m = self.manifest
+        key = json.dumps([m["sha256"][m["graphs"]["text"]["file"]], m["sha256"][m["classifier"]["file"]],
+                          m["templates"], names], ensure_ascii=False)
+        return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+    def encode_texts(self, texts: list[str]) -> np.ndarray:
+        """Texts -> L2-normalised text features [N, D], in chunks within the export's range."""
+        ids = self.tokenizer(texts, self.manifest["ranges"]["tokens"])
+        step = self.manifest["ranges"]["texts"][1]
+        parts = [self.text_graph.infer({"token_ids": ids[i : i + step]})["text_features"]
+                 for i in range(0, len(ids), step)]
+        return np.concatenate(parts, axis=0)
+
+    def class_weights_for(self, names: list[str]) -> np.ndarray:
+        """Class names -> [K+1, D] classifier weights (templates averaged, background row, scale)."""
+        templates = self.manifest["templates"]
+        feats = self.encode_texts([t.format(n) for t in templates for n in names])
+        feats = feats.reshape(len(templates), len(names), -1).mean(axis=0)
+        feats = feats / np.linalg.norm(feats, axis=-1, keepdims=True)
+        w = np.concatenate([feats, self.bg_embed], axis=0)
+        w = w / np.maximum(np.linalg.norm(w, axis=-1, keepdims=True), 1e-12)
+        return (self.logit_scale_exp * w).astype(np.float32)
+
+    def set_vocabulary(self, names, use_cache: bool = True) -> None:
+        names = check_vocabulary(names)
+        lo, hi = self.manifest["ranges"]["classes"]
+        if not lo <= len(names) <= hi:
+            raise RangeError(f"{len(names)} classes is outside the export's range {lo}..{hi}")
+        t = time.perf_counter()
+        path = self.cache_dir / f"{self._cache_key(names)}.npy"
+        cached = use_cache and path.is_file()
+        if cached:
+            weights = np.load(path)
+        else:
+            weights = self.class_weights_for(names)
+            if use_cache:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_suffix(f".{os.getpid()}.tmp")
+                with open(tmp, "wb") as f:
+                    np.save(f, weights)
+                os.replace(tmp, path)
+        self.names, self.class_weights = names, weights
+        self.vocab_timing = {"text_s": time.perf_counter() - t, "cached": cached}
+
+    # ---- images -----------------------------------------------------------------------------------
+    def check_size(self, h: int, w: int) -> tuple[int, int]:
+        """Padded model-input size of an original (h, w) image; RangeError outside the export."""
+        inp, r = self.manifest["input"], self.manifest["ranges"]
+        ph, pw = padded_size(*resized_shape(h, w, inp["min_size"], inp["max_size"]), r["multiple"])
+        if not (r["height"][0] <= ph <= r["height"][1] and r["width"][0] <= pw <= r["width"][1]):
+            raise RangeError(f"a {w}x{h} image needs a {pw}x{ph} input, outside the export's range "
+                             f"{r['width'][0]}..{r['width'][1]} x {r['height'][0]}..{r['height'][1]}")
+        return ph, pw
+
+    def segment(self, images: list[np.ndarray], return_scores: bool = False) -> list[Segmentation]:
+        """Original RGB uint8 images -> one Segmentation each (one batch through the image graph)."""
+        if self.class_weights is None:
+            raise RuntimeError("set_vocabulary() first")
+        r, inp = self.manifest["ranges"], self.manifest["input"]
+        if not r["batch"][0] <= len(images) <= r["batch"][1]:
+            raise RangeError(f"batch of {len(images)} is outside the export's range {r['batch'][0]}..{r['batch'][1]}")
+        for im in images:
+            self.check_size(*im.shape[:2])
+        t0 = time.perf_counter()
+        chws = [prepare(im, inp["min_size"], inp["max_size"]) for im in images]
+        batch, sizes = pad_batch(chws, r["multiple"])
+        t1 = time.perf_counter()
+        out = self.image_graph.infer({"images": batch, "sizes": sizes})
+        t2 = time.perf_counter()
+        logits = self.head_graph.infer({"mask_emb": out["mask_emb"], "class_weights": self.class_weights})["class_logits"]
+        t3 = time.perf_counter()
+        results = []
+        for i, im in enumerate(images):
+            p0 = time.perf_counter()
+            post = semantic_inference(logits[i], out["mask_logits"][i], batch.shape[-2:], chws[i].shape[1:],
+                                      im.shape[:2], return_scores=return_scores)
+            labels, scores = post if return_scores else (post, None)
+            timings = {"preprocess_s": t1 - t0, "image_graph_s": t2 - t1, "head_s": t3 - t2,
+                       "postprocess_s": time.perf_counter() - p0, "batch": len(images)}
+            results.append(Segmentation(labels, scores, out["mask_logits"][i], out["mask_emb"][i], logits[i], timings))
+        return results

@@ -1,0 +1,111 @@
+"""CLIP's byte-level BPE tokenizer without torch: the same ids as `open_clip.tokenize`.
+
+Text is cleaned as open_clip's default does (ftfy, HTML entities unescaped twice, whitespace
+collapsed, lower case), split with CLIP's pattern, mapped byte-wise to unicode symbols and merged by
+BPE rank. Every sequence is [<start_of_text>] + tokens + [<end_of_text>], zero-padded to the context
+length; longer ones are cut and end with <end_of_text>.
+"""
+from __future__ import annotations
+
+import gzip
+import html
+from functools import lru_cache
+from pathlib import Path
+
+import ftfy
+import numpy as np
+import regex
+
+DEFAULT_BPE = Path(__file__).with_name("data") / "bpe_simple_vocab_16e6.txt.gz"
+SOT, EOT = "<start_of_text>", "<end_of_text>"
+_NUM_MERGES = 49152 - 256 - 2  # CLIP uses the first 48894 merges of the file
+
+
+@lru_cache()
+def byte_symbols() -> dict[int, str]:
+    """Bytes -> printable unicode symbols: printable Latin-1 bytes map to themselves, the rest to
+    code points from 256 up, so no byte becomes whitespace or a control character."""
+    keep = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    table = {b: chr(b) for b in keep}
+    extra = 0
+    for b in range(256):
+        if b not in table:
+            table[b] = chr(256 + extra)
+            extra += 1
+    return table
+
+
+class Tokenizer:
+    def __init__(self, bpe_path: str | Path = DEFAULT_BPE):
+        try:
+            lines = gzip.open(bpe_path).read().decode("utf-8").split("\n")
+        except (OSError, EOFError, UnicodeDecodeError) as e:
+            raise ValueError(f"cannot read the BPE vocabulary {bpe_path}: {e}") from None
+        merges = [tuple(line.split()) for line in lines[1 : _NUM_MERGES + 1]]
+        symbols = list(byte_symbols().values())
+        vocab = symbols + [s + "</w>" for s in symbols] + ["".join(m) for m in merges] + [SOT, EOT]
+        self.ids = {tok: i for i, tok in enumerate(vocab)}
+        self.ranks = {m: i for i, m in enumerate(merges)}
+        self.sot, self.eot = self.ids[SOT], self.ids[EOT]
+        self._cache = {SOT: SOT, EOT: EOT}
+        self._split = regex.compile(
+            rf"{SOT}|{EOT}|'s|'t|'re|'ve|'m|'ll|'d|[\p{{L}}]+|[\p{{N}}]|[^\s\p{{L}}\p{{N}}]+", regex.IGNORECASE
+        )
+
+    @staticmethod
+    def clean(text: str) -> str:
+        text = html.unescape(html.unescape(ftfy.fix_text(text))).strip()
+        return " ".join(text.split()).lower()
+
+    def _bpe(self, word: str) -> str:
+        """Merge the symbols of one pre-token by rank; returns space-separated BPE tokens."""
+        if word in self._cache:
+            return self._cache[word]
+        parts = list(word[:-1]) + [word[-1] + "</w>"]
+        while len(parts) > 1:
+            pairs = set(zip(parts, parts[1:]))
+            best = min(pairs, key=lambda p: self.ranks.get(p, float("inf")))
+            if best not in self.ranks:
+                break
+            merged, i = [], 0
+            while i < len(parts):
+                if i < len(parts) - 1 and (parts[i], parts[i + 1]) == best:
+                    merged.append(parts[i] + parts[i + 1])
+                    i += 2
+                else:
+                    merged.append(parts[i])
+                    i += 1
+            parts = merged
+        out = " ".join(parts)
+        self._cache[word] = out
+        return out
+
+    def encode(self, text: str) -> list[int]:
+        symbols = byte_symbols()
+        ids = []
+        for piece in self._split.findall(self.clean(text)):
+            word = "".join(symbols[b] for b in piece.encode("utf-8"))
+            ids.extend(self.ids[t] for t in self._bpe(word).split(" "))
+        return ids
+
+    def __call__(self, texts, context_length: int = 77) -> np.ndarray:
+        if isinstance(texts, str):
+            texts = [texts]
+        out = np.zeros((len(texts), context_length), dtype=np.int32)
+        for row, text in enumerate(texts):
+            ids = [self.sot, *self.encode(text), self.eot]
+            if len(ids) > context_length:
+                ids = ids[:context_length]
+                ids[-1] = self.eot
+            out[row, : len(ids)] = ids
+        return out
+
+
+@lru_cache()
+def default_tokenizer() -> Tokenizer:
+    return Tokenizer()
+
+
+def tokenize(texts, context_length: int = 77) -> np.ndarray:
+    """Token ids [N, context_length] (int32), equal to `open_clip.tokenize(texts, context_length)`."""
+    return default_tokenizer()(texts, context_length)
