@@ -111,8 +111,9 @@ def export(model: SAN, out: str | Path, weights: str, ranges: ExportRanges = Exp
     ids = torch.zeros(3, cfg.context_length, dtype=torch.int32)
     ids[:, 0], ids[:, 1:4], ids[:, 4] = 49406, 320, 49407
     g = _trace(_TextGraph(model), (ids,), ["token_ids"], ["text_features"],
-               {"token_ids": {0: "texts"}, "text_features": {0: "texts"}})
-    _finish(g, out / "text.onnx", "CLIP text tower: token ids [N,77] (int32) -> L2-normalised features [N,D]")
+               {"token_ids": {0: "texts", 1: "tokens"}, "text_features": {0: "texts"}})
+    _finish(g, out / "text.onnx", "CLIP text tower: token ids [N,T<=77] (int32) -> L2-normalised features [N,D]; "
+            "ids may be cut after the longest sequence's end-of-text token")
 
     progress("exporting the vocabulary head")
     emb = torch.randn(2, cfg.num_queries, cfg.clip_embed_dim)
@@ -141,7 +142,7 @@ def export(model: SAN, out: str | Path, weights: str, ranges: ExportRanges = Exp
         "graphs": {
             "image": {"file": "image.onnx", "inputs": {"images": "uint8 [B,3,H,W]", "sizes": "int64 [B,2] valid h,w"},
                       "outputs": {"mask_logits": "float32 [B,Q,H/16,W/16]", "mask_emb": "float32 [B,Q,D]"}},
-            "text": {"file": "text.onnx", "inputs": {"token_ids": "int32 [N,77]"},
+            "text": {"file": "text.onnx", "inputs": {"token_ids": "int32 [N,T], T <= 77"},
                      "outputs": {"text_features": "float32 [N,D]"}},
             "head": {"file": "head.onnx", "inputs": {"mask_emb": "float32 [B,Q,D]", "class_weights": "float32 [K+1,D]"},
                      "outputs": {"class_logits": "float32 [B,Q,K+1]"}},

@@ -26,17 +26,27 @@ class TorchSegmenter:
         self.weight = self.model.classifier_weight(self.model.class_embeddings(ids))
 
     @torch.no_grad()
-    def segment(self, images_hwc_u8: list[np.ndarray]) -> list[dict]:
-        """Batch of original RGB images -> per image {'scores' [K,H0,W0], 'labels' [H0,W0], raw outputs}."""
+    def encode_images(self, images_hwc_u8: list[np.ndarray]) -> dict:
+        """Batch of original RGB images -> the image graph's outputs (vocabulary-independent)."""
         cfg = self.model.cfg
         chws = [prepare(im, cfg.min_size, cfg.max_size) for im in images_hwc_u8]
         batch, sizes = pad_batch(chws, cfg.size_divisibility)
         mask_preds, mask_emb = self.model(torch.from_numpy(batch), torch.from_numpy(sizes))
-        logits = SAN.classify(mask_emb, self.weight)
+        return {"padded_hw": batch.shape[-2:], "image_hw": [c.shape[1:] for c in chws],
+                "orig_hw": [im.shape[:2] for im in images_hwc_u8], "mask_preds": mask_preds, "mask_emb": mask_emb}
+
+    @torch.no_grad()
+    def classify(self, enc: dict) -> list[dict]:
+        """Image-graph outputs + the current vocabulary -> per image scores, labels and raw outputs."""
+        logits = SAN.classify(enc["mask_emb"], self.weight)
         out = []
-        for i, im in enumerate(images_hwc_u8):
-            scores = semantic_inference(logits[i], mask_preds[i], batch.shape[-2:], chws[i].shape[1:], im.shape[:2])
+        for i, orig_hw in enumerate(enc["orig_hw"]):
+            scores = semantic_inference(logits[i], enc["mask_preds"][i], enc["padded_hw"], enc["image_hw"][i], orig_hw)
             out.append({"scores": scores.numpy(), "labels": scores.argmax(0).numpy().astype(np.int32),
-                        "mask_preds": mask_preds[i].numpy(), "mask_emb": mask_emb[i].numpy(),
+                        "mask_preds": enc["mask_preds"][i].numpy(), "mask_emb": enc["mask_emb"][i].numpy(),
                         "mask_logits": logits[i].numpy()})
         return out
+
+    def segment(self, images_hwc_u8: list[np.ndarray]) -> list[dict]:
+        """Batch of original RGB images -> per image {'scores' [K,H0,W0], 'labels' [H0,W0], raw outputs}."""
+        return self.classify(self.encode_images(images_hwc_u8))

@@ -162,11 +162,17 @@ class SAN(nn.Module):
 
     # ---- text path --------------------------------------------------------------------------------
     def encode_text(self, token_ids: torch.Tensor) -> torch.Tensor:
-        """The text graph: token ids [N, 77] -> L2-normalised features [N, D] (EOT token = max id)."""
+        """The text graph: token ids [N, T] -> L2-normalised features [N, D] (EOT token = max id).
+
+        T is 77 as tokenized, or fewer: with causal attention the EOT token never sees the padding
+        after it, so ids cut after the longest sequence's EOT give the same features for less work.
+        """
         c = self.clip
-        x = c.token_embedding(token_ids.long()) + c.positional_embedding
+        t = token_ids.shape[1]
+        x = c.token_embedding(token_ids.long()) + c.positional_embedding[:t]
+        mask = self.text_causal_mask[:t, :t]
         for blk in c.transformer.resblocks:
-            x = clip_block(blk, x, self.cfg.clip_text["heads"], self.text_causal_mask)
+            x = clip_block(blk, x, self.cfg.clip_text["heads"], mask)
         x = c.ln_final(x)
         eot = token_ids.argmax(dim=-1)
         x = torch.gather(x, 1, eot.reshape(-1, 1, 1).expand(-1, 1, x.shape[-1]))[:, 0]

@@ -24,6 +24,16 @@ def default_cache_dir() -> Path:
 
 
 @dataclass
+class EncodedBatch:
+    padded_hw: tuple  # the batch's padded input size
+    image_hw: list  # each image's resized size inside the padding
+    orig_hw: list  # each image's original size (the output size)
+    mask_logits: np.ndarray  # [B, Q, H/16, W/16]
+    mask_emb: np.ndarray  # [B, Q, D]
+    timings: dict
+
+
+@dataclass
 class Segmentation:
     labels: np.ndarray  # [H0, W0] int32, class indices in vocabulary order
     scores: np.ndarray | None  # [K, H0, W0] when asked for
@@ -61,6 +71,8 @@ class Segmenter:
     def encode_texts(self, texts: list[str]) -> np.ndarray:
         """Texts -> L2-normalised text features [N, D], in chunks within the export's range."""
         ids = self.tokenizer(texts, self.manifest["ranges"]["tokens"])
+        # Causal attention: nothing after the last end-of-text token reaches any EOT feature.
+        ids = ids[:, : int(ids.argmax(axis=1).max()) + 1]
         step = self.manifest["ranges"]["texts"][1]
         parts = [self.text_graph.infer({"token_ids": ids[i : i + step]})["text_features"]
                  for i in range(0, len(ids), step)]
@@ -107,10 +119,8 @@ class Segmenter:
                              f"{r['width'][0]}..{r['width'][1]} x {r['height'][0]}..{r['height'][1]}")
         return ph, pw
 
-    def segment(self, images: list[np.ndarray], return_scores: bool = False) -> list[Segmentation]:
-        """Original RGB uint8 images -> one Segmentation each (one batch through the image graph)."""
-        if self.class_weights is None:
-            raise RuntimeError("set_vocabulary() first")
+    def encode_images(self, images: list[np.ndarray]) -> "EncodedBatch":
+        """Original RGB uint8 images -> image-graph outputs for one batch (vocabulary-independent)."""
         r, inp = self.manifest["ranges"], self.manifest["input"]
         if not r["batch"][0] <= len(images) <= r["batch"][1]:
             raise RangeError(f"batch of {len(images)} is outside the export's range {r['batch'][0]}..{r['batch'][1]}")
@@ -122,15 +132,29 @@ class Segmenter:
         t1 = time.perf_counter()
         out = self.image_graph.infer({"images": batch, "sizes": sizes})
         t2 = time.perf_counter()
-        logits = self.head_graph.infer({"mask_emb": out["mask_emb"], "class_weights": self.class_weights})["class_logits"]
-        t3 = time.perf_counter()
+        return EncodedBatch(batch.shape[-2:], [c.shape[1:] for c in chws], [im.shape[:2] for im in images],
+                            out["mask_logits"], out["mask_emb"], {"preprocess_s": t1 - t0, "image_graph_s": t2 - t1})
+
+    def classify(self, enc: "EncodedBatch", return_scores: bool = False) -> list[Segmentation]:
+        """Image-graph outputs + the current vocabulary -> one Segmentation per image."""
+        if self.class_weights is None:
+            raise RuntimeError("set_vocabulary() first")
+        t0 = time.perf_counter()
+        logits = self.head_graph.infer({"mask_emb": enc.mask_emb, "class_weights": self.class_weights})["class_logits"]
+        head_s = time.perf_counter() - t0
         results = []
-        for i, im in enumerate(images):
+        for i in range(len(enc.orig_hw)):
             p0 = time.perf_counter()
-            post = semantic_inference(logits[i], out["mask_logits"][i], batch.shape[-2:], chws[i].shape[1:],
-                                      im.shape[:2], return_scores=return_scores)
+            post = semantic_inference(logits[i], enc.mask_logits[i], enc.padded_hw, enc.image_hw[i], enc.orig_hw[i],
+                                      return_scores=return_scores)
             labels, scores = post if return_scores else (post, None)
-            timings = {"preprocess_s": t1 - t0, "image_graph_s": t2 - t1, "head_s": t3 - t2,
-                       "postprocess_s": time.perf_counter() - p0, "batch": len(images)}
-            results.append(Segmentation(labels, scores, out["mask_logits"][i], out["mask_emb"][i], logits[i], timings))
+            timings = {**enc.timings, "head_s": head_s, "postprocess_s": time.perf_counter() - p0,
+                       "batch": len(enc.orig_hw)}
+            results.append(Segmentation(labels, scores, enc.mask_logits[i], enc.mask_emb[i], logits[i], timings))
         return results
+
+    def segment(self, images: list[np.ndarray], return_scores: bool = False) -> list[Segmentation]:
+        """Original RGB uint8 images -> one Segmentation each (one batch through the image graph)."""
+        if self.class_weights is None:
+            raise RuntimeError("set_vocabulary() first")
+        return self.classify(self.encode_images(images), return_scores)

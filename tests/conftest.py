@@ -19,3 +19,24 @@ def reference_dir() -> Path:
 @pytest.fixture(scope="session")
 def tiny_dev(reference_dir) -> Path:
     return reference_dir / "tiny_dev"
+
+
+def run_script(script: str, *args, timeout=300, env_extra=None):
+    """Run one of the project's scripts as a user would; returns (returncode, stdout, stderr)."""
+    import subprocess
+    import sys
+
+    env = dict(os.environ, **(env_extra or {}))
+    p = subprocess.run([sys.executable, str(ROOT / script), *map(str, args)], capture_output=True, text=True,
+                       timeout=timeout, env=env)
+    return p.returncode, p.stdout, p.stderr
+
+
+@pytest.fixture(scope="session")
+def tiny_export(tiny_dev, tmp_path_factory) -> Path:
+    """tiny_dev's config and official checkpoint exported once for the session."""
+    out = tmp_path_factory.mktemp("export") / "tiny_dev"
+    code, _, err = run_script("export/to_onnx.py", "--config", tiny_dev / "tiny_config.json",
+                              "--checkpoint", tiny_dev / "checkpoint.pth", "--out", out)
+    assert code == 0, err
+    return out

@@ -1,0 +1,119 @@
+"""runtime/infer.py end to end on the official fixture photos, and every bad input as one line."""
+import json
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import run_script
+
+
+def _infer(*args):
+    return run_script("runtime/infer.py", *args)
+
+
+@pytest.fixture(scope="module")
+def photos(tiny_dev, tmp_path_factory):
+    d = tmp_path_factory.mktemp("photos")
+    for npz in sorted(tiny_dev.glob("*.npz")):
+        Image.fromarray(np.load(npz)["orig_image_hwc_u8"]).save(d / f"{npz.stem}.png")
+    return d
+
+
+def test_official_label_maps(tiny_export, tiny_dev, photos, tmp_path):
+    code, _, err = _infer("--engine", tiny_export, "--image", photos, "--vocab-file", tiny_dev / "vocabulary.txt",
+                          "--out", tmp_path)
+    assert code == 0, err
+    total = agree = 0
+    for npz in sorted(tiny_dev.glob("*.npz")):
+        ref = np.load(npz)["label_map"]
+        labels = np.asarray(Image.open(tmp_path / f"{npz.stem}_labels.png"))
+        assert labels.shape == ref.shape
+        total += ref.size
+        agree += int((labels == ref).sum())
+        report = json.loads((tmp_path / f"{npz.stem}.json").read_text())
+        assert {"decode", "preprocess", "image_graph", "head", "postprocess"} <= set(report["timings_s"])
+        assert sum(c["fraction"] for c in report["classes"]) == pytest.approx(1.0, abs=1e-4)
+        assert (tmp_path / f"{npz.stem}_overlay.png").is_file()
+    assert agree / total >= 0.9999
+
+
+@pytest.mark.parametrize("mode", ["L", "RGBA", "P", "I;16"])
+def test_odd_image_modes_are_converted(tiny_export, tmp_path, mode):
+    rgb = (np.arange(40 * 60 * 3) % 253).reshape(40, 60, 3).astype(np.uint8)
+    img = Image.fromarray(rgb[:, :, 0].astype(np.uint16) * 257) if mode == "I;16" else Image.fromarray(rgb).convert(mode)
+    img.save(tmp_path / "odd.png")
+    code, _, err = _infer("--engine", tiny_export, "--image", tmp_path / "odd.png", "--vocab", "cat,dog",
+                          "--out", tmp_path / "out")
+    assert code == 0, err
+    assert np.asarray(Image.open(tmp_path / "out" / "odd_labels.png")).shape == (40, 60)
+
+
+def _assert_one_line_error(code, err, text, out_dir):
+    assert code == 2
+    lines = [line for line in err.strip().splitlines() if line]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and text in lines[0], err
+    assert "Traceback" not in err
+    assert not out_dir.exists() or not any(out_dir.iterdir())
+
+
+def test_bad_images(tiny_export, photos, tmp_path):
+    out = tmp_path / "out"
+    (tmp_path / "notes.txt").write_text("not an image")
+    data = (photos / "chelsea.png").read_bytes()
+    (tmp_path / "cut.png").write_bytes(data[:200])
+    cases = [
+        (tmp_path / "missing.jpg", "image not found"),
+        (tmp_path / "notes.txt", "not an image file"),
+        (tmp_path / "cut.png", "corrupt or truncated"),
+    ]
+    for path, text in cases:
+        # a good image first: nothing may be written for it either
+        code, _, err = _infer("--engine", tiny_export, "--image", photos / "astronaut.png", path, "--vocab", "a,b",
+                              "--out", out)
+        _assert_one_line_error(code, err, text, out)
+
+
+def test_image_larger_than_export_range(tiny_dev, tmp_path):
+    small = tmp_path / "small_export"
+    code, _, err = run_script("export/to_onnx.py", "--config", tiny_dev / "tiny_config.json", "--checkpoint",
+                              tiny_dev / "checkpoint.pth", "--out", small, "--max-side", "1024")
+    assert code == 0, err
+    Image.fromarray(np.zeros((100, 300, 3), np.uint8)).save(tmp_path / "wide.png")  # -> 640x1920
+    code, _, err = _infer("--engine", small, "--image", tmp_path / "wide.png", "--vocab", "a", "--out", tmp_path / "o")
+    _assert_one_line_error(code, err, "outside the export's range", tmp_path / "o")
+
+
+@pytest.mark.parametrize("vocab,text", [(["--vocab", ""], "blank class names"), (["--vocab", " , "], "blank"),
+                                        (["--vocab", "cat,dog,cat"], "more than once: cat"),
+                                        (["--dataset", "imagenet"], "unknown dataset")])
+def test_bad_vocabularies(tiny_export, photos, tmp_path, vocab, text):
+    code, _, err = _infer("--engine", tiny_export, "--image", photos, *vocab, "--out", tmp_path / "o")
+    _assert_one_line_error(code, err, text, tmp_path / "o")
+
+
+def test_empty_vocabulary_file(tiny_export, photos, tmp_path):
+    (tmp_path / "v.txt").write_text("\n\n")
+    code, _, err = _infer("--engine", tiny_export, "--image", photos, "--vocab-file", tmp_path / "v.txt", "--out", tmp_path / "o")
+    _assert_one_line_error(code, err, "vocabulary is empty", tmp_path / "o")
+
+
+def test_bad_export_folders(tiny_export, photos, tmp_path):
+    code, _, err = _infer("--engine", tmp_path, "--image", photos, "--vocab", "a", "--out", tmp_path / "o")
+    _assert_one_line_error(code, err, "is not an sanrt export", tmp_path / "o")
+    code, _, err = _infer("--engine", tmp_path / "nope", "--image", photos, "--vocab", "a", "--out", tmp_path / "o")
+    _assert_one_line_error(code, err, "export folder not found", tmp_path / "o")
+    bad = tmp_path / "tampered"
+    shutil.copytree(tiny_export, bad)
+    data = bytearray((bad / "head.onnx").read_bytes())
+    data[-1] ^= 0xFF
+    (bad / "head.onnx").write_bytes(bytes(data))
+    code, _, err = _infer("--engine", bad, "--image", photos, "--vocab", "a", "--out", tmp_path / "o")
+    _assert_one_line_error(code, err, "does not match the manifest's sha256", tmp_path / "o")
+    (bad / "head.onnx").unlink()
+    code, _, err = _infer("--engine", bad, "--image", photos, "--vocab", "a", "--out", tmp_path / "o")
+    _assert_one_line_error(code, err, "head.onnx is missing", tmp_path / "o")
+    (bad / "manifest.json").write_text("{not json")
+    code, _, err = _infer("--engine", bad, "--image", photos, "--vocab", "a", "--out", tmp_path / "o")
+    _assert_one_line_error(code, err, "manifest.json is corrupt", tmp_path / "o")
