@@ -1,4 +1,5 @@
-"""The main job: SAN ViT-B/16 on sample photos, end to end, with overlays.
+"""The main job: export SAN ViT-B/16 to ONNX, segment sample photos with the torch-free runtime
+(ONNX Runtime, CPU), write overlays, and report parity and speed against PyTorch.
 
     python benchmarks/main_job.py [--checkpoint models/san_vit_b_16.pth] [--out out/main_job]
 
@@ -9,20 +10,32 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
+from sanrt.export.onnx_export import export
+from sanrt.export.parity import compare, machine_info
+from sanrt.export.to_onnx import RANDOM_NOTICE
 from sanrt.model import SAN, CheckpointError, load_checkpoint, preset
 from sanrt.model.pipeline import TorchSegmenter
-from sanrt.runtime.visualize import label_png, overlay
+from sanrt.runtime import infer
+from sanrt.runtime.errors import SanrtError
+from sanrt.runtime.manifest import Manifest, sha256_file
+from sanrt.runtime.segmenter import Segmenter
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_VOCAB = ["person", "cat", "cup", "coffee", "table", "sky", "grass", "building", "wall", "floor",
                  "plant", "rocket", "flag", "saucer", "spoon"]
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
 def sample_photos() -> dict:
@@ -31,48 +44,118 @@ def sample_photos() -> dict:
     return {name: getattr(data, name)() for name in ("astronaut", "coffee", "chelsea")}
 
 
-def load_model(checkpoint: Path | None) -> tuple[SAN, str]:
+def load_model(checkpoint: Path) -> tuple[SAN, str]:
     torch.manual_seed(0)
     model = SAN(preset("vit_b_16")).eval()
-    if checkpoint is not None and checkpoint.is_file():
+    if checkpoint.is_file():
         load_checkpoint(model, checkpoint)
-        return model, str(checkpoint)
-    print("=" * 78, file=sys.stderr)
-    print(f"NOTICE: no checkpoint at {checkpoint}: using RANDOM WEIGHTS.", file=sys.stderr)
-    print("The pipeline runs and is measured, but the segmentations mean nothing.", file=sys.stderr)
-    print("Put the released san_vit_b_16.pth in models/ (see models/README.md).", file=sys.stderr)
-    print("=" * 78, file=sys.stderr)
-    return model, "random"
+        return model, f"{checkpoint.name} sha256:{sha256_file(checkpoint)}"
+    print(RANDOM_NOTICE.format(seed=0), file=sys.stderr)
+    print(f"(no checkpoint at {checkpoint}; put the released san_vit_b_16.pth there, see models/README.md)",
+          file=sys.stderr)
+    return model, "random (seed 0)"
+
+
+def ensure_export(model: SAN, weights: str, folder: Path) -> None:
+    """Export unless `folder` already holds an intact export of these weights by this sanrt."""
+    try:
+        m = Manifest.load(folder)
+        same_config = m["config"] == json.loads(json.dumps(model.cfg.to_dict()))
+        if m["weights"] == weights and m["sanrt_version"] == model_version() and same_config:
+            log(f"reusing the export in {folder}")
+            return
+    except SanrtError:
+        pass
+    t = time.perf_counter()
+    export(model, folder, weights, progress=log)
+    log(f"exported to {folder} in {time.perf_counter() - t:.0f} s")
+
+
+def model_version() -> str:
+    from importlib.metadata import version
+
+    return version("sanrt")
+
+
+def median_time(fn, runs: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--checkpoint", type=Path, default=ROOT / "models" / "san_vit_b_16.pth")
     ap.add_argument("--out", type=Path, default=ROOT / "out" / "main_job")
+    ap.add_argument("--export", type=Path, default=ROOT / "out" / "onnx" / "vit_b_16")
     ap.add_argument("--vocab", default=",".join(DEFAULT_VOCAB), help="comma-separated class names")
+    ap.add_argument("--runs", type=int, default=3, help="timed runs per photo and path (after one warm-up)")
     args = ap.parse_args(argv)
+    torch.set_grad_enabled(False)
     try:
         model, weights = load_model(args.checkpoint)
-    except CheckpointError as e:
+        ensure_export(model, weights, args.export)
+
+        # 1. The runtime on photos, through the same CLI users run.
+        photos = sample_photos()
+        photo_dir = args.out / "photos"
+        photo_dir.mkdir(parents=True, exist_ok=True)
+        for name, img in photos.items():
+            Image.fromarray(img).save(photo_dir / f"{name}.png")
+        log("runtime/infer.py on the sample photos")
+        code = infer.main(["--engine", str(args.export), "--image", str(photo_dir), "--vocab", args.vocab,
+                           "--out", str(args.out), "--device", "cpu", "--no-cache"])
+        if code:
+            return code
+
+        # 2. Parity: the same photos and vocabulary through PyTorch and the export.
+        seg = Segmenter(args.export, device="cpu")
+        names = args.vocab.split(",")
+        log("parity against PyTorch")
+        parity = compare(model, seg, photos, {str(len(names)): names}, random_sizes=(), batches=(),
+                         progress=lambda s: None)
+        parity.info = {"title": "SAN ViT-B/16, FP32, ONNX Runtime (CPU) vs PyTorch (CPU), sample photos",
+                       "machine": machine_info(), "weights": weights, "backend": "onnxruntime CPUExecutionProvider"}
+        (args.out / "parity.md").write_text(parity.to_markdown())
+        (args.out / "parity.json").write_text(parity.to_json())
+
+        # 3. Speed: the same photos, warm-up then median of --runs, both paths in this one run.
+        ref = TorchSegmenter(model)
+        ref.set_vocabulary(names)
+        seg.set_vocabulary(names, use_cache=False)
+        rows = []
+        for name, img in photos.items():
+            log(f"timing {name}")
+            t_torch = median_time(lambda: ref.segment([img]), args.runs)
+            t_ort = median_time(lambda: seg.segment([img]), args.runs)
+            stages = seg.segment([img])[0].timings
+            rows.append({"photo": name, "size": f"{img.shape[1]}x{img.shape[0]}", "pytorch_s": t_torch,
+                         "runtime_s": t_ort, "speedup": t_torch / t_ort,
+                         "stages_s": {k: v for k, v in stages.items() if k.endswith("_s")}})
+    except (CheckpointError, SanrtError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    seg = TorchSegmenter(model)
-    names = [n for n in args.vocab.split(",")]
-    seg.set_vocabulary(names)
-    args.out.mkdir(parents=True, exist_ok=True)
-    summary = {"weights": weights, "vocabulary": seg.names, "images": {}}
-    for name, img in sample_photos().items():
-        t = time.perf_counter()
-        r = seg.segment([img])[0]
-        dt = time.perf_counter() - t
-        label_png(r["labels"]).save(args.out / f"{name}_labels.png")
-        overlay(img, r["labels"], seg.names).save(args.out / f"{name}_overlay.png")
-        present = {seg.names[c]: round(float((r["labels"] == c).mean()), 4) for c in np.unique(r["labels"])}
-        summary["images"][name] = {"pytorch_s": round(dt, 3), "classes": present}
-        print(f"{name}: {img.shape[1]}x{img.shape[0]} in {dt:.2f} s (PyTorch FP32, CPU) -> {args.out / (name + '_overlay.png')}")
+
+    s = parity.summary()
+    info = machine_info()
+    summary = {"weights": weights, "machine": info, "parity": s, "timing": rows,
+               "outputs": sorted(str(p.relative_to(args.out)) for p in args.out.glob("*_overlay.png"))}
     (args.out / "summary.json").write_text(json.dumps(summary, indent=1))
-    print(json.dumps(summary))
-    return 0
+    print()
+    print(f"SAN ViT-B/16 main job ({'RANDOM WEIGHTS' if weights.startswith('random') else weights})")
+    print(f"machine: {info['cpu']}, {info['threads']} threads; torch {info['torch']}, onnxruntime {info['onnxruntime']}")
+    print(f"parity (ONNX Runtime vs PyTorch, FP32): {'PASS' if s['ok'] else 'FAIL'}: worst err/max|ref| "
+          f"{s['worst_rel_err']:.2e} ({s['worst_rel_output']}), label agreement >= {s['min_label_agreement']:.4%}")
+    print(f"{'photo':<10} {'size':>8} {'PyTorch s':>10} {'runtime s':>10} {'speed-up':>9}   runtime stages (s)")
+    for r in rows:
+        st = " ".join(f"{k.removesuffix('_s')} {v:.2f}" for k, v in r["stages_s"].items())
+        print(f"{r['photo']:<10} {r['size']:>8} {r['pytorch_s']:10.2f} {r['runtime_s']:10.2f} {r['speedup']:8.2f}x   {st}")
+    print(f"overlays, label PNGs, per-image JSON, parity.md and summary.json in {args.out}")
+    return 0 if s["ok"] else 1
 
 
 if __name__ == "__main__":
