@@ -13,6 +13,7 @@ import json
 import statistics
 import sys
 import time
+from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
@@ -21,12 +22,12 @@ from PIL import Image
 
 from sanrt.export.onnx_export import export
 from sanrt.export.parity import compare, machine_info
-from sanrt.export.to_onnx import RANDOM_NOTICE
-from sanrt.model import SAN, CheckpointError, load_checkpoint, preset
+from sanrt.export.to_onnx import build_model
+from sanrt.model import SAN, CheckpointError
 from sanrt.model.pipeline import TorchSegmenter
 from sanrt.runtime import infer
 from sanrt.runtime.errors import SanrtError
-from sanrt.runtime.manifest import Manifest, sha256_file
+from sanrt.runtime.manifest import Manifest
 from sanrt.runtime.segmenter import Segmenter
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,15 +46,12 @@ def sample_photos() -> dict:
 
 
 def load_model(checkpoint: Path) -> tuple[SAN, str]:
-    torch.manual_seed(0)
-    model = SAN(preset("vit_b_16")).eval()
-    if checkpoint.is_file():
-        load_checkpoint(model, checkpoint)
-        return model, f"{checkpoint.name} sha256:{sha256_file(checkpoint)}"
-    print(RANDOM_NOTICE.format(seed=0), file=sys.stderr)
-    print(f"(no checkpoint at {checkpoint}; put the released san_vit_b_16.pth there, see models/README.md)",
-          file=sys.stderr)
-    return model, "random (seed 0)"
+    """The user's checkpoint when it is there, else random weights (build_model says so loudly)."""
+    if not checkpoint.is_file():
+        print(f"(no checkpoint at {checkpoint}; put the released san_vit_b_16.pth there, see models/README.md)",
+              file=sys.stderr)
+    return build_model(argparse.Namespace(config=None, preset="vit_b_16", seed=0, checkpoint=checkpoint,
+                                          random_init=not checkpoint.is_file()))
 
 
 def ensure_export(model: SAN, weights: str, folder: Path) -> None:
@@ -61,7 +59,7 @@ def ensure_export(model: SAN, weights: str, folder: Path) -> None:
     try:
         m = Manifest.load(folder)
         same_config = m["config"] == json.loads(json.dumps(model.cfg.to_dict()))
-        if m["weights"] == weights and m["sanrt_version"] == model_version() and same_config:
+        if m["weights"] == weights and m["sanrt_version"] == version("sanrt") and same_config:
             log(f"reusing the export in {folder}")
             return
     except SanrtError:
@@ -69,12 +67,6 @@ def ensure_export(model: SAN, weights: str, folder: Path) -> None:
     t = time.perf_counter()
     export(model, folder, weights, progress=log)
     log(f"exported to {folder} in {time.perf_counter() - t:.0f} s")
-
-
-def model_version() -> str:
-    from importlib.metadata import version
-
-    return version("sanrt")
 
 
 def median_time(fn, runs: int) -> float:

@@ -17,13 +17,15 @@ import torch
 
 from sanrt.export.onnx_export import ExportRanges, export
 from sanrt.model import SAN, CheckpointError, from_fixture_config, load_checkpoint, preset
+from sanrt.model.random_init import spread_random_init_
 from sanrt.runtime.manifest import sha256_file
 
 RANDOM_NOTICE = """\
 ==============================================================================
 NOTICE: exporting SAN with RANDOM WEIGHTS (--random-init, seed {seed}).
 The graphs are complete and exact, but their segmentations mean nothing.
-The manifest records weights = "random (seed {seed})".
+Scaled as the official fixtures do, so masks and classes spread out (model/random_init.py).
+The manifest records weights = "random (seed {seed}, fixture-style spread)".
 =============================================================================="""
 
 
@@ -33,7 +35,7 @@ def build_model(args) -> tuple[SAN, str]:
     model = SAN(cfg).eval()
     if args.random_init:
         print(RANDOM_NOTICE.format(seed=args.seed), file=sys.stderr)
-        return model, f"random (seed {args.seed})"
+        return spread_random_init_(model), f"random (seed {args.seed}, fixture-style spread)"
     load_checkpoint(model, args.checkpoint)
     return model, f"{Path(args.checkpoint).name} sha256:{sha256_file(Path(args.checkpoint))}"
 

@@ -29,7 +29,8 @@ class OnnxRuntimeRunner(Runner):
 
     backend = "onnxruntime"
 
-    def __init__(self, path: str | Path, device: str = "auto", threads: int | None = None):
+    def __init__(self, path: str | Path, device: str = "auto", threads: int | None = None, precision: str = "fp32"):
+        # precision lives in the graph file for ONNX Runtime (FP32, FP16 or QDQ INT8 ONNX)
         try:
             import onnxruntime as ort
         except ImportError:
@@ -59,7 +60,42 @@ class OnnxRuntimeRunner(Runner):
         return dict(zip(self.outputs, self.session.run(None, feed)))
 
 
-BACKENDS = {"onnxruntime": OnnxRuntimeRunner}
+class OpenVinoRunner(Runner):
+    """OpenVINO on CPU, reading the same ONNX. precision "bf16" runs BF16 where the CPU has it
+    (AVX512-BF16 / AMX); an INT8 graph (QDQ ONNX from NNCF) runs its quantised parts in INT8."""
+
+    backend = "openvino"
+    # precision -> OpenVINO's hint for the ops the graph file leaves in floating point
+    _HINTS = {"fp32": "f32", "bf16": "bf16", "int8": "f32", "int8-bf16": "bf16"}
+
+    def __init__(self, path: str | Path, device: str = "auto", threads: int | None = None, precision: str = "fp32"):
+        try:
+            import openvino as ov
+        except ImportError:
+            raise BackendError("openvino is not installed (pip install 'sanrt[openvino]')") from None
+        if device not in ("auto", "cpu"):
+            raise BackendError(f"sanrt runs OpenVINO on the CPU only, not {device!r}")
+        if precision not in self._HINTS:
+            raise BackendError(f"OpenVINO precision must be one of {sorted(self._HINTS)}, not {precision!r}")
+        core = ov.Core()
+        config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": self._HINTS[precision]}
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = threads
+        try:
+            self.compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
+        except Exception as e:  # OpenVINO raises RuntimeError subclasses with long messages
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise BackendError(f"OpenVINO cannot load {path}: {first}") from None
+        self.request = self.compiled.create_infer_request()
+        self.outputs = [o.get_any_name() for o in self.compiled.outputs]
+
+    def infer(self, feed):
+        res = self.request.infer(feed)
+        # the request owns its output buffers and reuses them: copy before the next call
+        return {name: np.array(res[self.compiled.output(name)]) for name in self.outputs}
+
+
+BACKENDS = {"onnxruntime": OnnxRuntimeRunner, "openvino": OpenVinoRunner}
 
 
 def default_threads() -> int | None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from .backends import make_runner
-from .errors import RangeError
+from .errors import BackendError, RangeError
 from .manifest import Manifest
 from .postprocess import semantic_inference
 from .preprocess import pad_batch, padded_size, prepare, resized_shape
@@ -44,14 +44,16 @@ class Segmentation:
 
 
 class Segmenter:
-    def __init__(self, export_dir, backend: str = "onnxruntime", cache_dir: Path | None = None,
-                 verify: bool = True, **backend_options):
+    def __init__(self, export_dir, backend: str = "onnxruntime", precision: str = "fp32",
+                 cache_dir: Path | None = None, verify: bool = True, **backend_options):
+        """`precision` applies to the image graph (the heavy one): fp32; bf16 (OpenVINO); int8 or
+        fp16 when the export holds that variant. The text graph and head stay FP32."""
         self.manifest = Manifest.load(export_dir, verify=verify)
         m = self.manifest
-        self.image_graph = make_runner(backend, m.path("image"), **backend_options)
+        self.image_graph = make_runner(backend, self.image_graph_path(precision), precision=precision, **backend_options)
         self.text_graph = make_runner(backend, m.path("text"), **backend_options)
         self.head_graph = make_runner(backend, m.path("head"), **backend_options)
-        self.backend = backend
+        self.backend, self.precision = backend, precision
         self.tokenizer = Tokenizer(m.path(m["tokenizer"]["file"]))
         clf = np.load(m.path(m["classifier"]["file"]))
         self.bg_embed = clf["bg_embed"].astype(np.float32)
@@ -60,6 +62,16 @@ class Segmenter:
         self.names: list[str] = []
         self.class_weights = None
         self.vocab_timing: dict = {}
+
+    def image_graph_path(self, precision: str) -> Path:
+        variants = self.manifest["graphs"]["image"].get("variants", {})
+        base = precision.split("-")[0]  # "int8-bf16": the int8 graph, its other ops in BF16
+        if base in variants:
+            return self.manifest.folder / variants[base]
+        if precision in ("fp32", "bf16"):  # BF16 is a backend setting on the FP32 graph
+            return self.manifest.path("image")
+        have = ", ".join(["fp32", "bf16", *variants])
+        raise BackendError(f"this export has no {precision} image graph (has: {have})")
 
     # ---- vocabulary -------------------------------------------------------------------------------
     def _cache_key(self, names: list[str]) -> str:
@@ -155,6 +167,4 @@ class Segmenter:
 
     def segment(self, images: list[np.ndarray], return_scores: bool = False) -> list[Segmentation]:
         """Original RGB uint8 images -> one Segmentation each (one batch through the image graph)."""
-        if self.class_weights is None:
-            raise RuntimeError("set_vocabulary() first")
         return self.classify(self.encode_images(images), return_scores)

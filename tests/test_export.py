@@ -6,7 +6,7 @@ import onnx
 import pytest
 import torch
 
-from conftest import run_script
+from conftest import TINY_DEV, run_script
 from sanrt.export.parity import compare
 from sanrt.model.reference import load_fixture_model
 from sanrt.runtime.manifest import Manifest
@@ -60,10 +60,10 @@ def test_export_is_deterministic(tiny_export, tiny_dev, tmp_path):
 
 
 def test_random_init_is_said_loudly(tmp_path):
-    code, out, err = run_script("export/to_onnx.py", "--config",
-                                __import__("conftest").TINY_DEV / "tiny_config.json", "--random-init", "--out", tmp_path / "r")
+    code, out, err = run_script("export/to_onnx.py", "--config", TINY_DEV / "tiny_config.json", "--random-init",
+                                "--out", tmp_path / "r")
     assert code == 0 and "RANDOM WEIGHTS" in err
-    assert json.loads((tmp_path / "r" / "manifest.json").read_text())["weights"] == "random (seed 0)"
+    assert json.loads((tmp_path / "r" / "manifest.json").read_text())["weights"] == "random (seed 0, fixture-style spread)"
 
 
 def test_fp32_parity_with_pytorch(tiny_export, tiny_dev, tmp_path):

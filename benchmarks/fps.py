@@ -1,0 +1,388 @@
+"""One speed harness for every path, in the same run, on the same inputs, against PyTorch.
+
+    python benchmarks/fps.py --preset vit_b_16 --random-init                 # full report (CPU)
+    python benchmarks/fps.py --preset vit_b_16 --random-init --quick         # main comparison only
+    python benchmarks/fps.py --config ../shared/reference/tiny_dev/tiny_config.json \\
+        --checkpoint ../shared/reference/tiny_dev/checkpoint.pth --runs 2 --quick
+
+Paths: PyTorch eager FP32 (the official-style baseline), PyTorch BF16 autocast (the strongest
+PyTorch setting on CPUs with BF16/AMX), torch.compile (--compile; compile time reported), ONNX
+Runtime FP32 and INT8, OpenVINO FP32, BF16 and INT8 (NNCF), each reading the same export.
+Timed unit ("model"): preprocessing + image graph + vocabulary head for a batch (post-processing
+is the same numpy code for every runtime path and is reported in the end-to-end split). Every
+low-precision path has its accuracy measured against PyTorch FP32 on the sample photos (label
+agreement, mask-embedding cosine). Timings interleave the paths (A B C A B C ...), after warm-up;
+medians, p90, p99 and throughput. Writes fps.json, fps.md and fps.png under
+benchmarks/results/<machine>/ (or --results).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sanrt.export.onnx_export import export
+from sanrt.export.parity import machine_info, machine_slug
+from sanrt.export.quantize import add_variant
+from sanrt.export.to_onnx import build_model
+from sanrt.model import SAN
+from sanrt.model.pipeline import TorchSegmenter
+from sanrt.runtime.errors import SanrtError
+from sanrt.runtime.manifest import Manifest
+from sanrt.runtime.segmenter import Segmenter
+from sanrt.runtime.visualize import label_png
+from sanrt.runtime.vocabulary import dataset_vocabulary
+
+ROOT = Path(__file__).resolve().parents[1]
+VOCABS = {20: lambda: dataset_vocabulary("voc20"), 150: lambda: dataset_vocabulary("ade150"),
+          847: lambda: dataset_vocabulary("ade847")}
+RUNTIME_PATHS = {  # name: (backend, image-graph precision)
+    "ort-fp32": ("onnxruntime", "fp32"),
+    "ort-int8": ("onnxruntime", "int8dyn"),
+    "ov-fp32": ("openvino", "fp32"),
+    "ov-bf16": ("openvino", "bf16"),
+    "ov-int8": ("openvino", "int8"),
+    "ov-int8-bf16": ("openvino", "int8-bf16"),
+}
+TORCH_PATHS = ("torch-fp32", "torch-bf16", "torch-compile")
+ACCURACY_BOUND = 0.99  # label agreement with PyTorch FP32 a path needs to count as the best one
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+# ---- paths ----------------------------------------------------------------------------------------
+class TorchPath:
+    """PyTorch baselines: eager FP32, BF16 autocast, or torch.compile (FP32)."""
+
+    def __init__(self, name: str, model: SAN):
+        self.name = name
+        self.seg = TorchSegmenter(model)
+        self.autocast = name == "torch-bf16"
+        self.compile_s = None
+        if name == "torch-compile":
+            t = time.perf_counter()
+            self.seg.model = torch.compile(model)
+            self.compile_s = time.perf_counter() - t  # lazy: the first calls compile, see warm-up
+
+    def set_vocabulary(self, names):
+        self.seg.set_vocabulary(names)
+
+    def encode(self, images):
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.autocast):
+            enc = self.seg.encode_images(images)
+            enc["logits"] = SAN.classify(enc["mask_emb"], self.seg.weight)
+        enc["mask_emb"] = enc["mask_emb"].float()
+        enc["mask_preds"] = enc["mask_preds"].float()
+        return enc
+
+    def finish(self, enc):
+        return self.seg.classify(enc)
+
+
+class RuntimePath:
+    def __init__(self, name: str, export_dir: Path, threads: int):
+        backend, precision = RUNTIME_PATHS[name]
+        self.name = name
+        self.seg = Segmenter(export_dir, backend=backend, precision=precision, device="cpu", threads=threads,
+                             cache_dir=ROOT / "out" / "vocab_cache")
+
+    def set_vocabulary(self, names):
+        self.seg.set_vocabulary(names)
+
+    def encode(self, images):
+        enc = self.seg.encode_images(images)
+        enc.logits = self.seg.head_graph.infer({"mask_emb": enc.mask_emb, "class_weights": self.seg.class_weights})
+        return enc
+
+    def finish(self, enc):
+        return self.seg.classify(enc)
+
+
+# ---- measurement ----------------------------------------------------------------------------------
+def stats(times: list[float], batch: int) -> dict:
+    t = np.array(times)
+    return {"median_s": float(np.median(t)), "p90_s": float(np.percentile(t, 90)), "p99_s": float(np.percentile(t, 99)),
+            "mean_s": float(t.mean()), "runs": len(times), "images_per_s": batch / float(np.median(t))}
+
+
+def interleaved(paths: list, images, runs: int, warmup: int) -> dict:
+    """Time path.encode(images) for every path, A B C A B C ..., after `warmup` calls each."""
+    for p in paths:
+        for _ in range(warmup):
+            p.encode(images)
+    times = {p.name: [] for p in paths}
+    for _ in range(runs):
+        for p in paths:
+            t = time.perf_counter()
+            p.encode(images)
+            times[p.name].append(time.perf_counter() - t)
+    return {name: stats(ts, len(images)) for name, ts in times.items()}
+
+
+def accuracy(paths: list, ref_path: TorchPath, photos: dict) -> dict:
+    """Label agreement and mask-embedding cosine of each path against PyTorch FP32, photo by photo."""
+    out = {}
+    refs = {n: ref_path.finish(ref_path.encode([img]))[0] for n, img in photos.items()}
+    for p in paths:
+        agree, cos = [], []
+        for n, img in photos.items():
+            r = p.finish(p.encode([img]))[0]
+            ours = r.labels if hasattr(r, "labels") else r["labels"]
+            emb = r.mask_emb if hasattr(r, "mask_emb") else r["mask_emb"]
+            ref_emb = refs[n]["mask_emb"]
+            agree.append(float((ours == refs[n]["labels"]).mean()))
+            c = (emb * ref_emb).sum(-1) / (np.linalg.norm(emb, axis=-1) * np.linalg.norm(ref_emb, axis=-1))
+            cos.append(float(c.min()))
+        out[p.name] = {"label_agreement": float(np.mean(agree)), "label_agreement_min": min(agree),
+                       "mask_emb_cosine_min": min(cos)}
+    return out
+
+
+def end_to_end_split(path: RuntimePath, img: np.ndarray, out_dir: Path, runs: int) -> dict:
+    """decode -> preprocess -> image graph -> head -> postprocess -> PNG, per stage, medians."""
+    from PIL import Image
+
+    src = out_dir / "e2e_input.png"
+    Image.fromarray(img).save(src)
+    rows = []
+    for _ in range(runs + 1):
+        t0 = time.perf_counter()
+        from sanrt.runtime.images import load_image
+
+        im = load_image(src)
+        t1 = time.perf_counter()
+        r = path.seg.segment([im])[0]
+        t2 = time.perf_counter()
+        label_png(r.labels).save(out_dir / "e2e_labels.png")
+        t3 = time.perf_counter()
+        rows.append({"decode": t1 - t0, **{k.removesuffix("_s"): v for k, v in r.timings.items() if k.endswith("_s")},
+                     "png": t3 - t2})
+    rows = rows[1:]
+    (out_dir / "e2e_input.png").unlink()
+    (out_dir / "e2e_labels.png").unlink()
+    return {k: statistics.median(r[k] for r in rows) for k in rows[0]}
+
+
+def sample_photos() -> dict:
+    from skimage import data
+
+    return {name: getattr(data, name)() for name in ("astronaut", "coffee", "chelsea")}
+
+
+def input_of(photos: dict, hw: tuple[int, int], batch: int) -> list[np.ndarray]:
+    """`batch` originals that ResizeShortestEdge maps to exactly hw (photos resized with PIL)."""
+    from PIL import Image
+
+    imgs = list(photos.values())
+    return [np.asarray(Image.fromarray(imgs[i % len(imgs)]).resize((hw[1], hw[0]), Image.BILINEAR)) for i in range(batch)]
+
+
+def cpu_flags() -> list[str]:
+    try:
+        flags = next(line for line in open("/proc/cpuinfo") if line.startswith("flags")).split(":")[1].split()
+    except (OSError, StopIteration):
+        return []
+    return sorted(f for f in flags if f.startswith(("amx", "avx512_bf16", "avx512_vnni", "avx512f", "avx2", "avx_vnni")))
+
+
+# ---- report ----------------------------------------------------------------------------------------
+def to_markdown(rep: dict) -> str:
+    m = rep["machine"]
+    lines = [f"# Speed: {rep['title']}", "",
+             f"- machine: {m['cpu']}; {os.cpu_count()} cores; flags {', '.join(rep['cpu_flags'])}; "
+             f"{rep['threads']} threads; load average before {rep['loadavg_before']}, after {rep['loadavg_after']}",
+             f"- versions: torch {m['torch']}, onnxruntime {m['onnxruntime']}, openvino {rep.get('openvino', '-')}",
+             f"- weights: {rep['weights']}; timed unit: preprocessing + image graph + head; "
+             f"{rep['runs']} interleaved runs after {rep['warmup']} warm-up",
+             f"- date: {rep['date']}", ""]
+    main = rep["main"]
+    base = main["timings"]["torch-fp32"]["median_s"]
+    bf16 = main["timings"].get("torch-bf16", {}).get("median_s")
+    lines += [f"## {main['label']}", "",
+              "| path | median s | p90 s | p99 s | img/s | vs PyTorch FP32 | vs PyTorch BF16 | label agreement | mask-emb cos (min) |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for name, t in sorted(main["timings"].items(), key=lambda kv: kv[1]["median_s"]):
+        acc = rep["accuracy"].get(name, {})
+        vs_bf16 = f"{bf16 / t['median_s']:.2f}x" if bf16 else "-"
+        agree = f"{acc['label_agreement']:.2%}" if acc else "reference"
+        cos = f"{acc['mask_emb_cosine_min']:.5f}" if acc else "-"
+        lines.append(f"| {name} | {t['median_s']:.3f} | {t['p90_s']:.3f} | {t['p99_s']:.3f} | {t['images_per_s']:.2f} "
+                     f"| {base / t['median_s']:.2f}x | {vs_bf16} | {agree} | {cos} |")
+    if rep.get("compile_s") is not None:
+        lines.append(f"\ntorch.compile: {rep['compile_s']:.1f} s to compile (first calls).")
+    for sweep in rep.get("sweeps", []):
+        lines += ["", f"## {sweep['label']}", "", "| " + " | ".join(["setting", *sweep["paths"]]) + " |",
+                  "|" + "---|" * (len(sweep["paths"]) + 1)]
+        for row in sweep["rows"]:
+            cells = [f"{row['timings'][p]['median_s']:.3f} s" if p in row["timings"] else "-" for p in sweep["paths"]]
+            lines.append(f"| {row['setting']} | " + " | ".join(cells) + " |")
+    if rep.get("vocabulary"):
+        lines += ["", "## Vocabulary size", "", "| K | model median s (best path) | text side, new vocabulary s | text side, cached s |",
+                  "|---|---|---|---|"]
+        for k, v in rep["vocabulary"].items():
+            lines.append(f"| {k} | {v['model_median_s']:.3f} | {v['text_new_s']:.2f} | {v['text_cached_s']:.4f} |")
+    if rep.get("e2e"):
+        lines += ["", f"## End to end ({rep['e2e']['path']}, one image, medians)", "",
+                  "| " + " | ".join(rep["e2e"]["stages"]) + " |", "|" + "---|" * len(rep["e2e"]["stages"]),
+                  "| " + " | ".join(f"{v * 1000:.0f} ms" for v in rep["e2e"]["stages"].values()) + " |"]
+    return "\n".join(lines) + "\n"
+
+
+def plot(rep: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    t = rep["main"]["timings"]
+    names = sorted(t, key=lambda n: t[n]["median_s"])
+    fig, ax = plt.subplots(figsize=(8, 0.45 * len(names) + 1.5))
+    med = [t[n]["median_s"] for n in names]
+    colours = ["#888888" if n.startswith("torch") else "#2a7ab9" for n in names]
+    ax.barh(names, med, color=colours)
+    ax.errorbar(med, names, xerr=[[0] * len(names), [t[n]["p90_s"] - t[n]["median_s"] for n in names]],
+                fmt="none", ecolor="black", capsize=3)
+    base = t["torch-fp32"]["median_s"]
+    for i, n in enumerate(names):
+        ax.text(med[i], i, f"  {med[i]:.2f} s ({base / med[i]:.1f}x)", va="center", fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("seconds per batch (median; bar to p90)")
+    ax.set_title(f"{rep['main']['label']}\n{rep['machine']['cpu']}, {rep['threads']} threads", fontsize=9)
+    ax.set_xlim(0, max(med) * 1.35)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# ---- main -------------------------------------------------------------------------------------------
+def parse_hw(s: str) -> tuple[int, int]:
+    h, w = s.lower().split("x")
+    return int(h), int(w)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    which = ap.add_mutually_exclusive_group(required=True)
+    which.add_argument("--preset", choices=["vit_b_16", "vit_l_14"])
+    which.add_argument("--config", type=Path)
+    weights = ap.add_mutually_exclusive_group(required=True)
+    weights.add_argument("--checkpoint", type=Path)
+    weights.add_argument("--random-init", action="store_true")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--export", type=Path, help="export folder (default out/onnx/<name>; made if needed)")
+    ap.add_argument("--paths", default="torch-fp32,torch-bf16,ort-fp32,ort-int8,ov-fp32,ov-bf16,ov-int8,ov-int8-bf16")
+    ap.add_argument("--compile", action="store_true", help="add torch.compile (slow to compile)")
+    ap.add_argument("--size", default="640x640", help="main comparison input HxW")
+    ap.add_argument("--k", type=int, default=150, choices=sorted(VOCABS), help="main comparison vocabulary size")
+    ap.add_argument("--runs", type=int, default=10)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--quick", action="store_true", help="main comparison only, no sweeps")
+    ap.add_argument("--sweep-runs", type=int, default=3)
+    ap.add_argument("--results", type=Path, help="report folder (default benchmarks/results/<machine>)")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    name = args.preset or args.config.parent.name
+    export_dir = args.export or ROOT / "out" / "onnx" / name
+    results = args.results or ROOT / "benchmarks" / "results" / machine_slug()
+    results.mkdir(parents=True, exist_ok=True)
+    load_before = os.getloadavg()
+    try:
+        model, weights_desc = build_model(args)
+        try:
+            m = Manifest.load(export_dir)
+            fresh = m["weights"] != weights_desc
+        except SanrtError:
+            fresh = True
+        if fresh:
+            export(model, export_dir, weights_desc, progress=log)
+            m = Manifest.load(export_dir)
+        wanted = args.paths.split(",") + (["torch-compile"] if args.compile else [])
+        unknown = [p for p in wanted if p not in RUNTIME_PATHS and p not in TORCH_PATHS]
+        if unknown:
+            raise ValueError(f"unknown paths {unknown}; choose from {[*TORCH_PATHS, *RUNTIME_PATHS]}")
+        variants = m["graphs"]["image"].get("variants", {})
+        for p in wanted:
+            prec = RUNTIME_PATHS.get(p, (None, "fp32"))[1].split("-")[0]
+            if prec in ("int8", "int8dyn") and prec not in variants:
+                add_variant(export_dir, "static" if prec == "int8" else "dynamic", progress=log)
+                variants = Manifest.load(export_dir)["graphs"]["image"]["variants"]
+        ref = TorchPath("torch-fp32", model)
+        paths = [ref] + [TorchPath(p, model) if p in TORCH_PATHS else RuntimePath(p, export_dir, args.threads)
+                         for p in wanted if p != "torch-fp32"]
+        photos = sample_photos()
+        vocab = VOCABS[args.k]()
+        for p in paths:
+            p.set_vocabulary(vocab)
+        log("accuracy against PyTorch FP32 on the sample photos")
+        acc = accuracy([p for p in paths if p is not ref], ref, photos)
+        hw = parse_hw(args.size)
+        main_label = f"{name}, {hw[0]}x{hw[1]}, batch 1, K={args.k}"
+        log(f"timing: {main_label}, {len(paths)} paths x {args.runs} runs")
+        main_t = interleaved(paths, input_of(photos, hw, 1), args.runs, args.warmup)
+        rep = {"title": f"{name} on {machine_info()['cpu']}", "machine": machine_info(), "cpu_flags": cpu_flags(),
+               "threads": args.threads, "weights": weights_desc, "runs": args.runs, "warmup": args.warmup,
+               "date": time.strftime("%Y-%m-%d %H:%M"), "loadavg_before": [round(v, 2) for v in load_before],
+               "main": {"label": main_label, "timings": main_t}, "accuracy": acc,
+               "compile_s": next((p.compile_s for p in paths if p.name == "torch-compile"), None), "sweeps": []}
+        try:
+            import openvino
+
+            rep["openvino"] = openvino.__version__
+        except ImportError:
+            pass
+        # the best sanrt path: the fastest whose accuracy meets the bound
+        verified = [p for p in paths if isinstance(p, RuntimePath) and acc[p.name]["label_agreement"] >= ACCURACY_BOUND]
+        best = min(verified, key=lambda p: main_t[p.name]["median_s"]) if verified else None
+        if best:
+            rep["best_path"] = best.name
+        if not args.quick and best:
+            torch_paths = [p for p in paths if p.name in ("torch-fp32", "torch-bf16")]
+            sweep_paths = torch_paths + [best]
+            for label, settings in (("batch sweep, " + args.size + f", K={args.k}", [(f"batch {b}", hw, b) for b in (1, 2, 4, 8)]),
+                                    (f"size sweep, batch 1, K={args.k}", [(f"{h}x{w}", (h, w), 1) for h, w in ((512, 512), (640, 640), (640, 864))])):
+                rows = []
+                for setting, shw, b in settings:
+                    log(f"timing {label}: {setting}")
+                    rows.append({"setting": setting, "timings": interleaved(sweep_paths, input_of(photos, shw, b),
+                                                                            args.sweep_runs, 1)})
+                rep["sweeps"].append({"label": label, "paths": [p.name for p in sweep_paths], "rows": rows})
+            rep["vocabulary"] = {}
+            for k in sorted(VOCABS):
+                names = VOCABS[k]()
+                best.seg.set_vocabulary(names, use_cache=False)
+                text_new = best.seg.vocab_timing["text_s"]
+                best.seg.set_vocabulary(names, use_cache=True)
+                best.seg.set_vocabulary(names, use_cache=True)
+                text_cached = best.seg.vocab_timing["text_s"]
+                log(f"timing vocabulary K={k}")
+                t = interleaved([best], input_of(photos, hw, 1), args.sweep_runs, 1)[best.name]["median_s"]
+                rep["vocabulary"][k] = {"model_median_s": t, "text_new_s": text_new, "text_cached_s": text_cached}
+            best.seg.set_vocabulary(vocab)
+            rep["e2e"] = {"path": best.name, "stages": end_to_end_split(best, photos["coffee"], results, args.sweep_runs)}
+        rep["loadavg_after"] = [round(v, 2) for v in os.getloadavg()]
+        rep["platform"] = platform.platform()
+    except (SanrtError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    stem = f"fps_{name}"
+    (results / f"{stem}.json").write_text(json.dumps(rep, indent=1))
+    (results / f"{stem}.md").write_text(to_markdown(rep))
+    plot(rep, results / f"{stem}.png")
+    print(to_markdown(rep))
+    print(f"wrote {results / stem}.{{json,md,png}}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

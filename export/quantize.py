@@ -1,0 +1,108 @@
+"""INT8 image graphs for CPUs, added to an existing export folder (manifest updated).
+
+    python export/quantize.py --export out/onnx/vit_b_16                 # NNCF static INT8 (QDQ ONNX)
+    python export/quantize.py --export out/onnx/vit_b_16 --method dynamic  # ONNX Runtime dynamic INT8
+
+`static`: NNCF post-training quantisation of image.onnx (transformer preset) with a small
+calibration set -> image_int8.onnx, a QDQ ONNX that OpenVINO runs with INT8 kernels (VNNI/AMX) and
+ONNX Runtime can read too. `dynamic`: ONNX Runtime's dynamic quantisation (INT8 weights of MatMuls,
+activations quantised per call) -> image_int8dyn.onnx, for ONNX Runtime. The calibration photos are
+not the ones the benchmarks score accuracy on.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from sanrt.runtime.errors import SanrtError
+from sanrt.runtime.manifest import MANIFEST, Manifest, sha256_file
+from sanrt.runtime.preprocess import pad_batch, prepare
+
+VARIANT_FILES = {"static": ("int8", "image_int8.onnx"), "dynamic": ("int8dyn", "image_int8dyn.onnx")}
+
+
+def calibration_images(n: int, seed: int = 0) -> list[np.ndarray]:
+    """Photos for calibration: scikit-image's that the accuracy checks do not use, plus random
+    crops and flips of them (several aspect ratios, so several input sizes)."""
+    from skimage import data
+
+    sources = [data.rocket(), data.coffee()[::-1], np.stack([data.camera()] * 3, -1), data.immunohistochemistry(),
+               data.hubble_deep_field(), data.retina(), np.stack([data.coins()] * 3, -1)]
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        img = sources[i % len(sources)]
+        h, w = img.shape[:2]
+        ch, cw = int(h * rng.uniform(0.6, 1.0)), int(w * rng.uniform(0.6, 1.0))
+        y, x = rng.integers(0, h - ch + 1), rng.integers(0, w - cw + 1)
+        crop = img[y : y + ch, x : x + cw]
+        out.append(np.ascontiguousarray(crop[:, ::-1] if rng.random() < 0.5 else crop))
+    return out
+
+
+def image_graph_inputs(manifest: Manifest, images: list[np.ndarray]) -> list[dict]:
+    inp = manifest["input"]
+    feeds = []
+    for img in images:
+        batch, sizes = pad_batch([prepare(img, inp["min_size"], inp["max_size"])], manifest["ranges"]["multiple"])
+        feeds.append({"images": batch, "sizes": sizes})
+    return feeds
+
+
+def quantize_static(src: Path, dst: Path, feeds: list[dict]) -> dict:
+    import nncf
+    import onnx
+
+    model = onnx.load(src)
+    q = nncf.quantize(model, nncf.Dataset(feeds), model_type=nncf.ModelType.TRANSFORMER, subset_size=len(feeds))
+    onnx.save(q, dst)
+    return {"tool": f"nncf {nncf.__version__}", "method": "static post-training, transformer preset",
+            "calibration_images": len(feeds)}
+
+
+def quantize_dynamic(src: Path, dst: Path, feeds: list[dict]) -> dict:
+    import onnxruntime
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(src, dst, weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"])
+    return {"tool": f"onnxruntime {onnxruntime.__version__}", "method": "dynamic, MatMul weights int8"}
+
+
+def add_variant(export_dir: Path, method: str, n_images: int = 8, progress=print) -> str:
+    m = Manifest.load(export_dir)
+    precision, name = VARIANT_FILES[method]
+    t = time.perf_counter()
+    feeds = image_graph_inputs(m, calibration_images(n_images)) if method == "static" else []
+    progress(f"quantising {m.path('image').name} ({method}) ...")
+    settings = (quantize_static if method == "static" else quantize_dynamic)(m.path("image"), export_dir / name, feeds)
+    data = m.data
+    data["graphs"]["image"].setdefault("variants", {})[precision] = name
+    data["sha256"][name] = sha256_file(export_dir / name)
+    data.setdefault("quantization", {})[precision] = {**settings, "seconds": round(time.perf_counter() - t, 1)}
+    (export_dir / MANIFEST).write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+    return precision
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--export", type=Path, required=True, help="an sanrt export folder")
+    ap.add_argument("--method", choices=sorted(VARIANT_FILES), default="static")
+    ap.add_argument("--calibration-images", type=int, default=8)
+    args = ap.parse_args(argv)
+    try:
+        precision = add_variant(args.export, args.method, args.calibration_images,
+                                progress=lambda s: print(s, file=sys.stderr))
+    except SanrtError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"added the {precision} image graph to {args.export}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
