@@ -9,7 +9,7 @@ install: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(VENV)/bin/python || $(PY) -m venv $(VENV)
-	$(VENV)/bin/python -m pip install -q --disable-pip-version-check -e ".[cpu,export,dev]"
+	$(VENV)/bin/python -m pip install -q --disable-pip-version-check -e ".[cpu,export,openvino,dev]"
 	rm -f $(VENV)/.installed-* && touch $@
 
 demo: $(STAMP)

@@ -28,11 +28,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from sanrt.export.onnx_export import export
-from sanrt.export.parity import machine_info, machine_slug
+from sanrt.export.parity import machine_info, machine_slug, sample_photos
 from sanrt.export.quantize import add_variant
-from sanrt.export.to_onnx import build_model
+from sanrt.export.to_onnx import add_model_arguments, build_model
 from sanrt.model import SAN
 from sanrt.model.pipeline import TorchSegmenter
 from sanrt.runtime.errors import SanrtError
@@ -173,12 +172,6 @@ def end_to_end_split(path: RuntimePath, img: np.ndarray, out_dir: Path, runs: in
     return {k: statistics.median(r[k] for r in rows) for k in rows[0]}
 
 
-def sample_photos() -> dict:
-    from skimage import data
-
-    return {name: getattr(data, name)() for name in ("astronaut", "coffee", "chelsea")}
-
-
 def input_of(photos: dict, hw: tuple[int, int], batch: int) -> list[np.ndarray]:
     """`batch` originals that ResizeShortestEdge maps to exactly hw (photos resized with PIL)."""
     from PIL import Image
@@ -272,13 +265,7 @@ def parse_hw(s: str) -> tuple[int, int]:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    which = ap.add_mutually_exclusive_group(required=True)
-    which.add_argument("--preset", choices=["vit_b_16", "vit_l_14"])
-    which.add_argument("--config", type=Path)
-    weights = ap.add_mutually_exclusive_group(required=True)
-    weights.add_argument("--checkpoint", type=Path)
-    weights.add_argument("--random-init", action="store_true")
-    ap.add_argument("--seed", type=int, default=0)
+    add_model_arguments(ap)
     ap.add_argument("--export", type=Path, help="export folder (default out/onnx/<name>; made if needed)")
     ap.add_argument("--paths", default="torch-fp32,torch-bf16,ort-fp32,ort-int8,ov-fp32,ov-bf16,ov-int8,ov-int8-bf16")
     ap.add_argument("--compile", action="store_true", help="add torch.compile (slow to compile)")

@@ -16,12 +16,10 @@ import time
 from importlib.metadata import version
 from pathlib import Path
 
-import numpy as np
 import torch
 from PIL import Image
-
 from sanrt.export.onnx_export import export
-from sanrt.export.parity import compare, machine_info
+from sanrt.export.parity import compare, machine_info, sample_photos
 from sanrt.export.to_onnx import build_model
 from sanrt.model import SAN, CheckpointError
 from sanrt.model.pipeline import TorchSegmenter
@@ -37,12 +35,6 @@ DEFAULT_VOCAB = ["person", "cat", "cup", "coffee", "table", "sky", "grass", "bui
 
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-def sample_photos() -> dict:
-    from skimage import data
-
-    return {name: getattr(data, name)() for name in ("astronaut", "coffee", "chelsea")}
 
 
 def load_model(checkpoint: Path) -> tuple[SAN, str]:

@@ -17,10 +17,9 @@ import time
 from pathlib import Path
 
 import torch
-
 from sanrt.export.onnx_export import export
-from sanrt.export.parity import compare, machine_info, machine_slug
-from sanrt.export.to_onnx import build_model
+from sanrt.export.parity import compare, machine_info, machine_slug, sample_photos
+from sanrt.export.to_onnx import add_model_arguments, build_model
 from sanrt.model import CheckpointError
 from sanrt.runtime.errors import SanrtError
 from sanrt.runtime.segmenter import Segmenter
@@ -42,21 +41,9 @@ def vocabularies(ks) -> dict:
     return out
 
 
-def sample_photos() -> dict:
-    from skimage import data
-
-    return {name: getattr(data, name)() for name in ("astronaut", "coffee", "chelsea")}
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    which = ap.add_mutually_exclusive_group(required=True)
-    which.add_argument("--preset", choices=["vit_b_16", "vit_l_14"])
-    which.add_argument("--config", type=Path)
-    weights = ap.add_mutually_exclusive_group(required=True)
-    weights.add_argument("--checkpoint", type=Path)
-    weights.add_argument("--random-init", action="store_true")
-    ap.add_argument("--seed", type=int, default=0)
+    add_model_arguments(ap)
     ap.add_argument("--export", type=Path, help="export folder (default out/onnx/<name>)")
     ap.add_argument("--reuse-export", action="store_true", help="use --export as it is")
     ap.add_argument("--results", type=Path, help="report folder (default benchmarks/results/<machine>)")

@@ -20,11 +20,13 @@ import numpy as np
 import onnx
 import onnxslim
 import torch
-from torch import nn
-
 from sanrt.model import SAN, SANConfig
+from sanrt.model.ops import explicit_layer_norm
 from sanrt.runtime.manifest import FORMAT, MANIFEST, Manifest, sha256_file
 from sanrt.runtime.tokenizer import DEFAULT_BPE
+
+from .fp16 import DEFAULT_ISLANDS, to_fp16
+from torch import nn
 
 OPSET = 18
 
@@ -84,10 +86,45 @@ def _finish(model: onnx.ModelProto, path: Path, doc: str) -> None:
     path.write_bytes(model.SerializeToString())
 
 
+def _graph_specs(model: SAN, ranges: ExportRanges) -> dict:
+    """name -> (module, example inputs, input names, output names, dynamic axes, doc)."""
+    cfg = model.cfg
+    # Example inputs: a non-square size and batch 2, so no dimension can be mistaken for a constant.
+    h, w = 2 * ranges.multiple, 3 * ranges.multiple
+    images = torch.randint(0, 256, (2, 3, h, w), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    sizes = torch.tensor([[h, w], [h - 5, w - 7]], dtype=torch.int64)
+    ids = torch.zeros(3, cfg.context_length, dtype=torch.int32)
+    ids[:, 0], ids[:, 1:4], ids[:, 4] = 49406, 320, 49407
+    emb = torch.randn(2, cfg.num_queries, cfg.clip_embed_dim, generator=torch.Generator().manual_seed(0))
+    cw = torch.randn(4, cfg.clip_embed_dim, generator=torch.Generator().manual_seed(1))
+    return {
+        "image": (_ImageGraph(model), (images, sizes), ["images", "sizes"], ["mask_logits", "mask_emb"],
+                  {"images": {0: "batch", 2: "height", 3: "width"}, "sizes": {0: "batch"},
+                   "mask_logits": {0: "batch", 2: "height_16", 3: "width_16"}, "mask_emb": {0: "batch"}},
+                  "SAN image graph: uint8 padded RGB [B,3,H,W] + valid sizes [B,2] -> "
+                  "mask logits [B,Q,H/16,W/16], L2-normalised mask embeddings [B,Q,D]"),
+        "text": (_TextGraph(model), (ids,), ["token_ids"], ["text_features"],
+                 {"token_ids": {0: "texts", 1: "tokens"}, "text_features": {0: "texts"}},
+                 "CLIP text tower: token ids [N,T<=77] (int32) -> L2-normalised features [N,D]; "
+                 "ids may be cut after the longest sequence's end-of-text token"),
+        "head": (_HeadGraph(), (emb, cw), ["mask_emb", "class_weights"], ["class_logits"],
+                 {"mask_emb": {0: "batch"}, "class_weights": {0: "classes_bg"}, "class_logits": {0: "batch", 2: "classes_bg"}},
+                 "SAN vocabulary head: mask embeddings [B,Q,D] x class weights [K+1,D] -> class logits [B,Q,K+1]"),
+    }
+
+
+def trace_fp32_for_fp16(model: SAN, graph: str, ranges: ExportRanges = ExportRanges()) -> onnx.ModelProto:
+    """The FP32 graph with every LayerNorm written out (the input of the FP16 conversion)."""
+    module, args, inputs, outputs, dynamic, _ = _graph_specs(model.eval(), ranges)[graph]
+    with explicit_layer_norm():
+        return onnxslim.slim(_trace(module, args, inputs, outputs, dynamic))
+
+
 def export(model: SAN, out: str | Path, weights: str, ranges: ExportRanges = ExportRanges(),
-           progress=print) -> Manifest:
+           progress=print, fp16: bool = False, fp16_islands=DEFAULT_ISLANDS) -> Manifest:
     """Write the export folder for `model`; returns its manifest. `weights` says where the weights
-    came from ("random (seed N)" or the checkpoint file name and its sha256)."""
+    came from ("random (seed N)" or the checkpoint file name and its sha256). `fp16` adds FP16
+    image and text graphs (FP32 islands `fp16_islands`) as variants."""
     cfg: SANConfig = model.cfg
     model = model.eval()
     out = Path(out)
@@ -95,32 +132,17 @@ def export(model: SAN, out: str | Path, weights: str, ranges: ExportRanges = Exp
     s = cfg.size_divisibility
     if ranges.multiple % s:
         raise ValueError(f"the export multiple {ranges.multiple} must be a multiple of the model's {s}")
-
-    # Example inputs: a non-square size and batch 2, so no dimension can be mistaken for a constant.
-    h, w = 2 * ranges.multiple, 3 * ranges.multiple
-    images = torch.randint(0, 256, (2, 3, h, w), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
-    sizes = torch.tensor([[h, w], [h - 5, w - 7]], dtype=torch.int64)
-    progress("exporting the image graph")
-    g = _trace(_ImageGraph(model), (images, sizes), ["images", "sizes"], ["mask_logits", "mask_emb"],
-               {"images": {0: "batch", 2: "height", 3: "width"}, "sizes": {0: "batch"},
-                "mask_logits": {0: "batch", 2: "height_16", 3: "width_16"}, "mask_emb": {0: "batch"}})
-    _finish(g, out / "image.onnx", "SAN image graph: uint8 padded RGB [B,3,H,W] + valid sizes [B,2] -> "
-            "mask logits [B,Q,H/16,W/16], L2-normalised mask embeddings [B,Q,D]")
-
-    progress("exporting the text graph")
-    ids = torch.zeros(3, cfg.context_length, dtype=torch.int32)
-    ids[:, 0], ids[:, 1:4], ids[:, 4] = 49406, 320, 49407
-    g = _trace(_TextGraph(model), (ids,), ["token_ids"], ["text_features"],
-               {"token_ids": {0: "texts", 1: "tokens"}, "text_features": {0: "texts"}})
-    _finish(g, out / "text.onnx", "CLIP text tower: token ids [N,T<=77] (int32) -> L2-normalised features [N,D]; "
-            "ids may be cut after the longest sequence's end-of-text token")
-
-    progress("exporting the vocabulary head")
-    emb = torch.randn(2, cfg.num_queries, cfg.clip_embed_dim)
-    cw = torch.randn(4, cfg.clip_embed_dim)
-    g = _trace(_HeadGraph(), (emb, cw), ["mask_emb", "class_weights"], ["class_logits"],
-               {"mask_emb": {0: "batch"}, "class_weights": {0: "classes_bg"}, "class_logits": {0: "batch", 2: "classes_bg"}})
-    _finish(g, out / "head.onnx", "SAN vocabulary head: mask embeddings [B,Q,D] x class weights [K+1,D] -> class logits [B,Q,K+1]")
+    specs = _graph_specs(model, ranges)
+    variants = {}
+    for name, (module, args, inputs, outputs, dynamic, doc) in specs.items():
+        progress(f"exporting the {name} graph")
+        _finish(_trace(module, args, inputs, outputs, dynamic), out / f"{name}.onnx", doc)
+        if fp16 and name != "head":  # the head is one small MatMul with FP32 outputs: it stays FP32
+            progress(f"converting the {name} graph to FP16 (FP32 islands: {', '.join(fp16_islands)})")
+            g16 = to_fp16(trace_fp32_for_fp16(model, name, ranges), fp16_islands)
+            # onnxslim also puts the converter's appended Cast nodes back in topological order
+            _finish(g16, out / f"{name}_fp16.onnx", doc + f"; FP16 with FP32 islands {', '.join(fp16_islands)}")
+            variants[name] = {"fp16": f"{name}_fp16.onnx"}
 
     # Two weights the numpy side needs to turn text features into class weights.
     with torch.no_grad():
@@ -130,7 +152,18 @@ def export(model: SAN, out: str | Path, weights: str, ranges: ExportRanges = Exp
     (out / "classifier.npz").write_bytes(buf.getvalue())
     shutil.copyfile(DEFAULT_BPE, out / "bpe_simple_vocab_16e6.txt.gz")
 
-    files = ["image.onnx", "text.onnx", "head.onnx", "classifier.npz", "bpe_simple_vocab_16e6.txt.gz"]
+    files = ["image.onnx", "text.onnx", "head.onnx", "classifier.npz", "bpe_simple_vocab_16e6.txt.gz",
+             *(f for v in variants.values() for f in v.values())]
+    graphs = {
+        "image": {"file": "image.onnx", "inputs": {"images": "uint8 [B,3,H,W]", "sizes": "int64 [B,2] valid h,w"},
+                  "outputs": {"mask_logits": "float32 [B,Q,H/16,W/16]", "mask_emb": "float32 [B,Q,D]"}},
+        "text": {"file": "text.onnx", "inputs": {"token_ids": "int32 [N,T], T <= 77"},
+                 "outputs": {"text_features": "float32 [N,D]"}},
+        "head": {"file": "head.onnx", "inputs": {"mask_emb": "float32 [B,Q,D]", "class_weights": "float32 [K+1,D]"},
+                 "outputs": {"class_logits": "float32 [B,Q,K+1]"}},
+    }
+    for name, v in variants.items():
+        graphs[name]["variants"] = v
     manifest = Manifest({
         "format": FORMAT,
         "sanrt_version": version("sanrt"),
@@ -138,15 +171,9 @@ def export(model: SAN, out: str | Path, weights: str, ranges: ExportRanges = Exp
         "config": cfg.to_dict(),
         "weights": weights,
         "opset": OPSET,
-        "precision": "fp32",
-        "graphs": {
-            "image": {"file": "image.onnx", "inputs": {"images": "uint8 [B,3,H,W]", "sizes": "int64 [B,2] valid h,w"},
-                      "outputs": {"mask_logits": "float32 [B,Q,H/16,W/16]", "mask_emb": "float32 [B,Q,D]"}},
-            "text": {"file": "text.onnx", "inputs": {"token_ids": "int32 [N,T], T <= 77"},
-                     "outputs": {"text_features": "float32 [N,D]"}},
-            "head": {"file": "head.onnx", "inputs": {"mask_emb": "float32 [B,Q,D]", "class_weights": "float32 [K+1,D]"},
-                     "outputs": {"class_logits": "float32 [B,Q,K+1]"}},
-        },
+        "precision": "fp32" + (" + fp16 variants" if fp16 else ""),
+        "fp16_islands": list(fp16_islands) if fp16 else None,
+        "graphs": graphs,
         "ranges": {"batch": list(ranges.batch), "height": list(ranges.side), "width": list(ranges.side),
                    "multiple": ranges.multiple, "classes": list(ranges.classes), "texts": list(ranges.texts),
                    "tokens": cfg.context_length},

@@ -13,7 +13,6 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
-
 from sanrt.model import SAN
 from sanrt.model.pipeline import TorchSegmenter
 from sanrt.runtime.segmenter import Segmenter
@@ -83,6 +82,13 @@ class ParityResult:
             agree = f"{r.agreement:.4%}" if r.agreement is not None else ""
             lines.append(f"| {r.case} | {r.output} | {r.max_abs:.3e} | {r.rel:.3e} | {agree} |")
         return "\n".join(lines) + "\n"
+
+
+def sample_photos() -> dict:
+    """scikit-image's three colour photos: the inputs parity and accuracy are scored on."""
+    from skimage import data
+
+    return {name: getattr(data, name)() for name in ("astronaut", "coffee", "chelsea")}
 
 
 def machine_info() -> dict:

@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from sanrt.runtime.errors import SanrtError
 from sanrt.runtime.manifest import MANIFEST, Manifest, sha256_file
 from sanrt.runtime.preprocess import pad_batch, prepare

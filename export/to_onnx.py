@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 
 import torch
-
 from sanrt.export.onnx_export import ExportRanges, export
 from sanrt.model import SAN, CheckpointError, from_fixture_config, load_checkpoint, preset
 from sanrt.model.random_init import spread_random_init_
@@ -40,8 +39,8 @@ def build_model(args) -> tuple[SAN, str]:
     return model, f"{Path(args.checkpoint).name} sha256:{sha256_file(Path(args.checkpoint))}"
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_model_arguments(ap: argparse.ArgumentParser) -> None:
+    """--preset | --config, and --checkpoint | --random-init [--seed]: what build_model reads."""
     which = ap.add_mutually_exclusive_group(required=True)
     which.add_argument("--preset", choices=["vit_b_16", "vit_l_14"])
     which.add_argument("--config", type=Path, help="a fixture's tiny_config.json")
@@ -49,16 +48,24 @@ def main(argv=None) -> int:
     weights.add_argument("--checkpoint", type=Path, help="official SAN checkpoint (.pth)")
     weights.add_argument("--random-init", action="store_true", help="random weights (said loudly)")
     ap.add_argument("--seed", type=int, default=0, help="seed for --random-init")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_model_arguments(ap)
     ap.add_argument("--out", type=Path, required=True, help="export folder to write")
     ap.add_argument("--max-batch", type=int, default=ExportRanges.batch[1])
     ap.add_argument("--max-side", type=int, default=ExportRanges.side[1], help="largest padded H or W")
     ap.add_argument("--max-classes", type=int, default=ExportRanges.classes[1])
+    ap.add_argument("--precision", choices=["fp32", "fp16"], default="fp32",
+                    help="fp16 adds FP16 image and text graphs (FP32 islands) beside the FP32 ones")
     args = ap.parse_args(argv)
     ranges = ExportRanges(batch=(1, args.max_batch), side=(ExportRanges.side[0], args.max_side),
                           classes=(1, args.max_classes))
     try:
         model, weights_desc = build_model(args)
-        manifest = export(model, args.out, weights_desc, ranges, progress=lambda s: print(s, "...", file=sys.stderr))
+        manifest = export(model, args.out, weights_desc, ranges, progress=lambda s: print(s, "...", file=sys.stderr),
+                          fp16=args.precision == "fp16")
     except (CheckpointError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

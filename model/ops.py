@@ -118,3 +118,31 @@ class BiasPool(torch.nn.Module):
 def clip_grid_size(pixels: int, scale: float, patch: int) -> int:
     """Tokens along one side of CLIP's grid for a padded side of `pixels` (F.interpolate floors)."""
     return int(math.floor(pixels * scale)) // patch
+
+
+def _explicit_layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
+    """LayerNorm written out as ONNX defines it (mean, centred square, mean, sqrt, divide), so a
+    mixed-precision graph can keep exactly its statistics in FP32."""
+    dims = tuple(range(-len(normalized_shape), 0))
+    mean = x.mean(dim=dims, keepdim=True)
+    centred = x - mean
+    var = centred.pow(2).mean(dim=dims, keepdim=True)
+    y = centred / torch.sqrt(var + eps)
+    if weight is not None:
+        y = y * weight
+    if bias is not None:
+        y = y + bias
+    return y
+
+
+class explicit_layer_norm:
+    """Context: every F.layer_norm (open_clip's, nn.LayerNorm's, ours) traces as explicit ops."""
+
+    def __enter__(self):
+        self._orig = F.layer_norm
+        F.layer_norm = _explicit_layer_norm
+        return self
+
+    def __exit__(self, *exc):
+        F.layer_norm = self._orig
+        return False

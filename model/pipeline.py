@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import open_clip
 import torch
-
 from sanrt.runtime.preprocess import pad_batch, prepare
 from sanrt.runtime.vocabulary import check_vocabulary
 

@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import open_clip
 import torch
-
 from sanrt.runtime.preprocess import pad_batch, prepare
 from sanrt.runtime.vocabulary import read_vocabulary_file
 

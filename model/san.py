@@ -19,6 +19,7 @@ from .ops import MASK_NEG, BiasPool, attention, clip_grid_size, resize_grid_embe
 from .side_adapter import SideAdapter
 
 SLS_MASK = -100.0  # SAN's additive mask value around the [SLS] tokens
+TEXT_CHUNK = 256  # texts per text-tower call (bounds memory; results do not depend on it)
 
 
 def clip_block(blk: nn.Module, x: torch.Tensor, heads: int, bias: torch.Tensor | None = None) -> torch.Tensor:
@@ -181,7 +182,9 @@ class SAN(nn.Module):
     def class_embeddings(self, token_ids: torch.Tensor) -> torch.Tensor:
         """token ids [T, K, 77] (templates x classes) -> template-averaged, renormalised [K, D]."""
         t, k, n = token_ids.shape
-        per_template = self.encode_text(token_ids.reshape(t * k, n)).reshape(t, k, -1)
+        flat = token_ids.reshape(t * k, n)
+        # in chunks: 847 classes x 14 templates at once would need tens of GB of activations
+        per_template = torch.cat([self.encode_text(c) for c in flat.split(TEXT_CHUNK)]).reshape(t, k, -1)
         return F.normalize(per_template.mean(dim=0), dim=-1)
 
     def classifier_weight(self, class_embed: torch.Tensor) -> torch.Tensor:

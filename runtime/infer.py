@@ -47,12 +47,11 @@ def parse_args(argv):
 
 
 def run(args) -> int:
-    from tqdm import tqdm
-
     from sanrt.runtime.images import expand_image_args, image_size, load_image
     from sanrt.runtime.segmenter import Segmenter
     from sanrt.runtime.visualize import label_png, overlay
     from sanrt.runtime.vocabulary import check_vocabulary, dataset_vocabulary, read_vocabulary_file
+    from tqdm import tqdm
 
     if args.vocab is not None:
         names = check_vocabulary(args.vocab.split(","))

@@ -19,6 +19,9 @@ from .tokenizer import Tokenizer
 from .vocabulary import check_vocabulary
 
 
+TEXT_CHUNK = 256  # texts per text-graph call: bounds activation memory for large vocabularies
+
+
 def default_cache_dir() -> Path:
     return Path(os.environ.get("SANRT_CACHE", Path.home() / ".cache" / "sanrt")) / "vocab"
 
@@ -85,7 +88,7 @@ class Segmenter:
         ids = self.tokenizer(texts, self.manifest["ranges"]["tokens"])
         # Causal attention: nothing after the last end-of-text token reaches any EOT feature.
         ids = ids[:, : int(ids.argmax(axis=1).max()) + 1]
-        step = self.manifest["ranges"]["texts"][1]
+        step = min(self.manifest["ranges"]["texts"][1], TEXT_CHUNK)
         parts = [self.text_graph.infer({"token_ids": ids[i : i + step]})["text_features"]
                  for i in range(0, len(ids), step)]
         return np.concatenate(parts, axis=0)

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from sanrt.model import SAN
 from sanrt.model.config import from_fixture_config
 from sanrt.model.reference import image_stages, text_stages

@@ -3,7 +3,6 @@ import pickle
 
 import pytest
 import torch
-
 from sanrt.model import SAN, CheckpointError, load_checkpoint, map_official_state_dict, preset
 from sanrt.model.checkpoint import read_state_dict
 from sanrt.model.config import from_fixture_config

@@ -5,7 +5,6 @@ import numpy as np
 import onnx
 import pytest
 import torch
-
 from conftest import TINY_DEV, run_script
 from sanrt.export.parity import compare
 from sanrt.model.reference import load_fixture_model

@@ -2,7 +2,6 @@
 import numpy as np
 import pytest
 from PIL import Image
-
 from sanrt.runtime.errors import ImageError
 from sanrt.runtime.images import expand_image_args, image_size, load_image, to_rgb_u8
 

@@ -4,9 +4,8 @@ import shutil
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from conftest import run_script
+from PIL import Image
 
 
 def _infer(*args):

@@ -2,7 +2,6 @@
 import pytest
 import torch
 import torch.nn.functional as F
-
 from sanrt.model.config import preset
 from sanrt.model.ops import BiasPool, attention, clip_grid_size, layer_norm_channels_first, resize_grid_embed
 from sanrt.model.san import SAN

@@ -3,7 +3,6 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-
 from sanrt.model.postprocess import semantic_inference as torch_semantic_inference
 from sanrt.runtime.postprocess import bilinear_matrix, semantic_inference
 

@@ -1,6 +1,5 @@
 import numpy as np
 import pytest
-
 from sanrt.runtime.preprocess import pad_batch, padded_size, prepare, resized_shape
 
 

@@ -4,11 +4,9 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
-import pytest
-
-from pathlib import Path
 from fixture_factory import write_fixture
 from sanrt.model.reference import check_fixture
 

@@ -2,7 +2,6 @@
 import numpy as np
 import open_clip
 import pytest
-
 from sanrt.runtime.tokenizer import tokenize
 from sanrt.runtime.vocabulary import DATASET_TITLES, VILD_TEMPLATES, dataset_vocabulary
 

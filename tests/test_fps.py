@@ -1,0 +1,26 @@
+"""benchmarks/fps.py runs on a tiny config and writes a well-formed report (never a speed check)."""
+import json
+
+from conftest import run_script
+
+
+def test_fps_harness_report(tiny_dev, tiny_export, tmp_path):
+    code, out, err = run_script("benchmarks/fps.py", "--config", tiny_dev / "tiny_config.json", "--checkpoint",
+                                tiny_dev / "checkpoint.pth", "--export", tiny_export, "--paths", "torch-fp32,torch-bf16,ort-fp32",
+                                "--runs", "2", "--warmup", "1", "--sweep-runs", "1", "--results", tmp_path, timeout=900)
+    assert code == 0, err
+    rep = json.loads((tmp_path / "fps_tiny_dev.json").read_text())
+    assert set(rep["main"]["timings"]) == {"torch-fp32", "torch-bf16", "ort-fp32"}
+    for t in rep["main"]["timings"].values():
+        assert t["runs"] == 2 and 0 < t["median_s"] <= t["p99_s"] and t["images_per_s"] > 0
+    assert set(rep["accuracy"]) == {"torch-bf16", "ort-fp32"}
+    assert rep["accuracy"]["ort-fp32"]["label_agreement"] >= 0.9999
+    assert rep["best_path"] == "ort-fp32"
+    assert [s["label"].split(",")[0] for s in rep["sweeps"]] == ["batch sweep", "size sweep"]
+    assert [r["setting"] for r in rep["sweeps"][0]["rows"]] == ["batch 1", "batch 2", "batch 4", "batch 8"]
+    assert set(rep["vocabulary"]) == {"20", "150", "847"}
+    assert {"decode", "preprocess", "image_graph", "head", "postprocess", "png"} <= set(rep["e2e"]["stages"])
+    assert rep["cpu_flags"] is not None and rep["threads"] >= 1 and len(rep["loadavg_before"]) == 3
+    md = (tmp_path / "fps_tiny_dev.md").read_text()
+    assert "| ort-fp32 |" in md and "vs PyTorch BF16" in md and "## End to end" in md
+    assert (tmp_path / "fps_tiny_dev.png").read_bytes()[:4] == b"\x89PNG"
