@@ -29,12 +29,14 @@ from pathlib import Path
 import numpy as np
 import torch
 from sanrt.export.onnx_export import export
-from sanrt.export.parity import machine_info, machine_slug, sample_photos
+from sanrt.export.parity import machine_info, sample_photos
 from sanrt.export.quantize import add_variant
 from sanrt.export.to_onnx import add_model_arguments, build_model
 from sanrt.model import SAN
 from sanrt.model.pipeline import TorchSegmenter
+from sanrt.runtime import choice
 from sanrt.runtime.errors import SanrtError
+from sanrt.runtime.machine import cpu_flags, machine_slug
 from sanrt.runtime.manifest import Manifest
 from sanrt.runtime.segmenter import Segmenter
 from sanrt.runtime.visualize import label_png
@@ -178,14 +180,6 @@ def input_of(photos: dict, hw: tuple[int, int], batch: int) -> list[np.ndarray]:
 
     imgs = list(photos.values())
     return [np.asarray(Image.fromarray(imgs[i % len(imgs)]).resize((hw[1], hw[0]), Image.BILINEAR)) for i in range(batch)]
-
-
-def cpu_flags() -> list[str]:
-    try:
-        flags = next(line for line in open("/proc/cpuinfo") if line.startswith("flags")).split(":")[1].split()
-    except (OSError, StopIteration):
-        return []
-    return sorted(f for f in flags if f.startswith(("amx", "avx512_bf16", "avx512_vnni", "avx512f", "avx2", "avx_vnni")))
 
 
 # ---- report ----------------------------------------------------------------------------------------
@@ -362,6 +356,10 @@ def main(argv=None) -> int:
     except (SanrtError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    choice.record(export_dir, {
+        p.name: {"backend": RUNTIME_PATHS[p.name][0], "precision": RUNTIME_PATHS[p.name][1],
+                 "median_s": main_t[p.name]["median_s"], **acc[p.name]}
+        for p in paths if isinstance(p, RuntimePath)}, source=f"benchmarks/fps.py {rep['date']}, {main_label}")
     stem = f"fps_{name}"
     (results / f"{stem}.json").write_text(json.dumps(rep, indent=1))
     (results / f"{stem}.md").write_text(to_markdown(rep))

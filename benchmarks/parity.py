@@ -18,10 +18,11 @@ from pathlib import Path
 
 import torch
 from sanrt.export.onnx_export import export
-from sanrt.export.parity import compare, machine_info, machine_slug, sample_photos
+from sanrt.export.parity import compare, machine_info, sample_photos
 from sanrt.export.to_onnx import add_model_arguments, build_model
 from sanrt.model import CheckpointError
 from sanrt.runtime.errors import SanrtError
+from sanrt.runtime.machine import machine_slug
 from sanrt.runtime.segmenter import Segmenter
 from sanrt.runtime.vocabulary import dataset_vocabulary
 

@@ -24,9 +24,9 @@ from sanrt.model import SAN, SANConfig
 from sanrt.model.ops import explicit_layer_norm
 from sanrt.runtime.manifest import FORMAT, MANIFEST, Manifest, sha256_file
 from sanrt.runtime.tokenizer import DEFAULT_BPE
+from torch import nn
 
 from .fp16 import DEFAULT_ISLANDS, to_fp16
-from torch import nn
 
 OPSET = 18
 

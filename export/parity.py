@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from sanrt.model import SAN
 from sanrt.model.pipeline import TorchSegmenter
+from sanrt.runtime.machine import cpu_model
 from sanrt.runtime.segmenter import Segmenter
 
 FP32_BOUNDS = {"rel_err": 1e-4, "label_agreement": 0.9999}
@@ -92,26 +93,10 @@ def sample_photos() -> dict:
 
 
 def machine_info() -> dict:
-    cpu = platform.processor()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
     import onnxruntime
 
-    return {"cpu": cpu, "threads": torch.get_num_threads(), "python": platform.python_version(),
+    return {"cpu": cpu_model(), "threads": torch.get_num_threads(), "python": platform.python_version(),
             "torch": torch.__version__, "onnxruntime": onnxruntime.__version__, "platform": platform.platform()}
-
-
-def machine_slug() -> str:
-    """A folder name for results: core count and CPU model, e.g. cpu2-intel-xeon-platinum-8480."""
-    import os
-    import re
-
-    cpu = machine_info()["cpu"].lower()
-    cpu = re.sub(r"\(r\)|\(tm\)|cpu|@.*|processor", " ", cpu)
-    return f"cpu{os.cpu_count()}-" + "-".join(cpu.split())[:40].strip("-")
 
 
 def compare(model: SAN, segmenter: Segmenter, photos: dict, vocabularies: dict, random_sizes=((640, 640), (640, 864)),

@@ -38,7 +38,9 @@ def parse_args(argv):
     vocab.add_argument("--vocab-file", type=Path, help="one class name a line")
     vocab.add_argument("--dataset", help="built-in vocabulary: ade150, ade847, pc59, pc459, coco_stuff171, voc20")
     ap.add_argument("--out", type=Path, default=Path("out/infer"), help="output folder (default out/infer)")
-    ap.add_argument("--backend", default="onnxruntime", help="runtime backend (default onnxruntime)")
+    ap.add_argument("--backend", default="auto",
+                    help="auto (the fastest path verified on this machine by benchmarks/fps.py), onnxruntime or openvino")
+    ap.add_argument("--precision", default="fp32", help="image-graph precision for a named backend: fp32, bf16, int8, ...")
     ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     ap.add_argument("--threads", type=int, default=None, help="CPU threads for the backend")
     ap.add_argument("--no-overlay", action="store_true", help="skip the overlay PNGs")
@@ -65,12 +67,14 @@ def run(args) -> int:
         dup = sorted({s for s in stems if stems.count(s) > 1})
         raise ValueError(f"several images share the name {dup[0]!r}; their outputs would overwrite each other")
 
-    seg = Segmenter(args.engine, backend=args.backend, device=args.device, threads=args.threads)
+    seg = Segmenter(args.engine, backend=args.backend, precision=args.precision, device=args.device, threads=args.threads)
+    if seg.choice:
+        print(f"backend auto: {seg.choice}", file=sys.stderr)
     for p in paths:  # check every image before writing anything
         seg.check_size(*image_size(p))
     seg.set_vocabulary(names, use_cache=not args.no_cache)
     print(f"{len(names)} classes, text side {seg.vocab_timing['text_s']:.2f} s"
-          f"{' (cached)' if seg.vocab_timing['cached'] else ''}; backend {args.backend} "
+          f"{' (cached)' if seg.vocab_timing['cached'] else ''}; backend {seg.backend} ({seg.precision}) "
           f"on {seg.image_graph.device}", file=sys.stderr)
     args.out.mkdir(parents=True, exist_ok=True)
     for p in tqdm(paths, desc="segmenting", unit="img", disable=len(paths) < 2, file=sys.stderr):
@@ -89,7 +93,8 @@ def run(args) -> int:
         report = {
             "image": str(p),
             "size_hw": list(img.shape[:2]),
-            "backend": args.backend,
+            "backend": seg.backend,
+            "precision": seg.precision,
             "device": seg.image_graph.device,
             "vocabulary_size": len(seg.names),
             "classes": [{"index": int(ids[i]), "name": seg.names[ids[i]], "fraction": round(float(counts[i] / r.labels.size), 6)}

@@ -11,13 +11,13 @@ from pathlib import Path
 import numpy as np
 
 from .backends import make_runner
+from .choice import choose
 from .errors import BackendError, RangeError
 from .manifest import Manifest
 from .postprocess import semantic_inference
 from .preprocess import pad_batch, padded_size, prepare, resized_shape
 from .tokenizer import Tokenizer
 from .vocabulary import check_vocabulary
-
 
 TEXT_CHUNK = 256  # texts per text-graph call: bounds activation memory for large vocabularies
 
@@ -53,6 +53,9 @@ class Segmenter:
         fp16 when the export holds that variant. The text graph and head stay FP32."""
         self.manifest = Manifest.load(export_dir, verify=verify)
         m = self.manifest
+        self.choice = None
+        if backend == "auto":
+            backend, precision, self.choice = choose(m.folder)
         self.image_graph = make_runner(backend, self.image_graph_path(precision), precision=precision, **backend_options)
         self.text_graph = make_runner(backend, m.path("text"), **backend_options)
         self.head_graph = make_runner(backend, m.path("head"), **backend_options)

@@ -3,7 +3,6 @@ import shutil
 
 import numpy as np
 import pytest
-
 from sanrt.export.quantize import add_variant
 from sanrt.runtime.backends import make_runner
 from sanrt.runtime.errors import BackendError

@@ -2,7 +2,6 @@
 import numpy as np
 import onnx
 import pytest
-
 from conftest import run_script
 from sanrt.export.fp16 import drop_cast_round_trips, layernorm_stat_nodes, to_fp16
 from sanrt.export.onnx_export import trace_fp32_for_fp16

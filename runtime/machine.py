@@ -1,0 +1,30 @@
+"""What machine this is, in the words the benchmark reports and the backend choice use."""
+from __future__ import annotations
+
+import os
+import platform
+import re
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or "unknown CPU"
+
+
+def cpu_flags() -> list[str]:
+    """The instruction-set flags that decide which low-precision paths are fast."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next(line for line in f if line.startswith("flags")).split(":")[1].split()
+    except (OSError, StopIteration):
+        return []
+    return sorted(f for f in flags if f.startswith(("amx", "avx512_bf16", "avx512_vnni", "avx512f", "avx2", "avx_vnni")))
+
+
+def machine_slug() -> str:
+    """A folder name for results: core count and CPU model, e.g. cpu2-intel-xeon."""
+    cpu = re.sub(r"\(r\)|\(tm\)|cpu|@.*|processor", " ", cpu_model().lower())
+    return f"cpu{os.cpu_count()}-" + "-".join(cpu.split())[:40].strip("-")
