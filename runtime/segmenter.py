@@ -12,6 +12,7 @@ import numpy as np
 
 from .backends import make_runner
 from .choice import choose
+from .engines import check_compatible, gpu_identity, resolve
 from .errors import BackendError, RangeError
 from .manifest import Manifest
 from .postprocess import semantic_inference
@@ -51,14 +52,23 @@ class Segmenter:
                  cache_dir: Path | None = None, verify: bool = True, **backend_options):
         """`precision` applies to the image graph (the heavy one): fp32; bf16 (OpenVINO); int8 or
         fp16 when the export holds that variant. The text graph and head stay FP32."""
+        export_dir, engines = resolve(export_dir)  # an engine folder or .engine file leads to its export
         self.manifest = Manifest.load(export_dir, verify=verify)
         m = self.manifest
         self.choice = None
-        if backend == "auto":
-            backend, precision, self.choice = choose(m.folder)
-        self.image_graph = make_runner(backend, self.image_graph_path(precision), precision=precision, **backend_options)
-        self.text_graph = make_runner(backend, m.path("text"), **backend_options)
-        self.head_graph = make_runner(backend, m.path("head"), **backend_options)
+        if engines is not None:
+            backend, precision = "tensorrt", engines["precision"]
+            paths = {g: Path(engines["folder"]) / e["file"] for g, e in engines["engines"].items()}
+            self._check_engines(engines)
+        else:
+            if backend == "auto":
+                backend, precision, self.choice = choose(m.folder)
+            if backend == "tensorrt":
+                raise BackendError("TensorRT needs engines: build them with export/build_engine.py and pass --engine ENGINE_DIR")
+            paths = {"image": self.image_graph_path(precision), "text": m.path("text"), "head": m.path("head")}
+        self.image_graph = make_runner(backend, paths["image"], precision=precision, **backend_options)
+        self.text_graph = make_runner(backend, paths["text"], **backend_options)
+        self.head_graph = make_runner(backend, paths["head"], **backend_options)
         self.backend, self.precision = backend, precision
         self.tokenizer = Tokenizer(m.path(m["tokenizer"]["file"]))
         clf = np.load(m.path(m["classifier"]["file"]))
@@ -68,6 +78,16 @@ class Segmenter:
         self.names: list[str] = []
         self.class_weights = None
         self.vocab_timing: dict = {}
+
+    @staticmethod
+    def _check_engines(engines: dict) -> None:
+        try:
+            import tensorrt as trt
+        except ImportError:
+            raise BackendError("TensorRT is not installed: .engine files need it (pip install 'sanrt[gpu]')") from None
+        except OSError as e:
+            raise BackendError(f"TensorRT cannot load here: {e}") from None
+        check_compatible(engines, gpu_identity(), trt.__version__)
 
     def image_graph_path(self, precision: str) -> Path:
         variants = self.manifest["graphs"]["image"].get("variants", {})

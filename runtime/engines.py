@@ -1,0 +1,53 @@
+"""Engine folders: TensorRT engines built from an export, with the metadata that ties them to it."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .errors import BackendError, ExportFolderError
+
+ENGINE_META = "engine.json"
+
+
+def resolve(path: str | Path) -> tuple[Path, dict | None]:
+    """An export folder, an engine folder, or one of its .engine files -> (export folder, engine
+    metadata or None)."""
+    path = Path(path)
+    folder = path.parent if path.suffix == ".engine" else path
+    meta_path = folder / ENGINE_META
+    if path.suffix == ".engine" and not path.is_file():
+        raise ExportFolderError(f"engine not found: {path}")
+    if not meta_path.is_file():
+        if path.suffix == ".engine":
+            raise ExportFolderError(f"{path} has no {ENGINE_META} beside it (build engines with export/build_engine.py)")
+        return folder, None
+    try:
+        meta = json.loads(meta_path.read_text())
+    except json.JSONDecodeError as e:
+        raise ExportFolderError(f"{meta_path} is corrupt: {e}") from None
+    meta["folder"] = str(folder)
+    return Path(meta["export"]), meta
+
+
+def gpu_identity() -> dict:
+    """Name and compute capability of GPU 0 (cuda-python), or BackendError without one."""
+    try:
+        try:
+            from cuda.bindings import runtime as cudart
+        except ImportError:
+            from cuda import cudart
+    except ImportError:
+        raise BackendError("cuda-python is not installed (pip install 'sanrt[gpu]'); TensorRT needs a CUDA GPU") from None
+    err, props = cudart.cudaGetDeviceProperties(0)
+    if int(err) != 0:
+        raise BackendError(f"no usable CUDA GPU here (cudaGetDeviceProperties: {err})")
+    name = props.name.decode() if isinstance(props.name, bytes) else str(props.name)
+    return {"gpu": name.strip("\x00 "), "compute_capability": f"{props.major}.{props.minor}"}
+
+
+def check_compatible(meta: dict, here: dict, trt_version: str) -> None:
+    """Refuse engines built for another GPU or TensorRT version, in one line."""
+    if meta["tensorrt"] != trt_version or meta["gpu"] != here["gpu"] or meta["compute_capability"] != here["compute_capability"]:
+        raise BackendError(f"engines in {meta['folder']} were built for {meta['gpu']} (sm {meta['compute_capability']}) "
+                           f"with TensorRT {meta['tensorrt']}; this is {here['gpu']} (sm {here['compute_capability']}) "
+                           f"with TensorRT {trt_version}: rebuild them with export/build_engine.py")
