@@ -68,11 +68,11 @@ def run(args) -> int:
         raise ValueError(f"several images share the name {dup[0]!r}; their outputs would overwrite each other")
 
     seg = Segmenter(args.engine, backend=args.backend, precision=args.precision, device=args.device, threads=args.threads)
-    if seg.choice:
-        print(f"backend auto: {seg.choice}", file=sys.stderr)
     for p in paths:  # check every image before writing anything
         seg.check_size(*image_size(p))
     seg.set_vocabulary(names, use_cache=not args.no_cache)
+    if seg.choice:
+        print(f"backend auto: {seg.choice}", file=sys.stderr)
     print(f"{len(names)} classes, text side {seg.vocab_timing['text_s']:.2f} s"
           f"{' (cached)' if seg.vocab_timing['cached'] else ''}; backend {seg.backend} ({seg.precision}) "
           f"on {seg.image_graph.device}", file=sys.stderr)
