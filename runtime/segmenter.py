@@ -70,6 +70,7 @@ class Segmenter:
         self.text_graph = make_runner(backend, paths["text"], **backend_options)
         self.head_graph = make_runner(backend, paths["head"], **backend_options)
         self.backend, self.precision = backend, precision
+        self._text_source = f"{backend}:{paths['text'].name}"  # cached embeddings depend on what computed them
         self.tokenizer = Tokenizer(m.path(m["tokenizer"]["file"]))
         clf = np.load(m.path(m["classifier"]["file"]))
         self.bg_embed = clf["bg_embed"].astype(np.float32)
@@ -102,8 +103,8 @@ class Segmenter:
     # ---- vocabulary -------------------------------------------------------------------------------
     def _cache_key(self, names: list[str]) -> str:
         m = self.manifest
-        key = json.dumps([m["sha256"][m["graphs"]["text"]["file"]], m["sha256"][m["classifier"]["file"]],
-                          m["templates"], names], ensure_ascii=False)
+        key = json.dumps([m["sha256"][m["graphs"]["text"]["file"]], self._text_source,
+                          m["sha256"][m["classifier"]["file"]], m["templates"], names], ensure_ascii=False)
         return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
     def encode_texts(self, texts: list[str]) -> np.ndarray:
