@@ -17,7 +17,7 @@ Islands (measured on tiny_dev with ONNX Runtime CPU, see benchmarks/NOTES.md):
 from __future__ import annotations
 
 import onnx
-from onnxruntime.transformers.float16 import convert_float_to_float16
+from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
 
 ISLANDS = {  # island -> op types kept in FP32 (layernorm_stats is found by pattern instead)
     "layernorm_stats": (),
@@ -36,7 +36,7 @@ def to_fp16(model: onnx.ModelProto, islands=DEFAULT_ISLANDS) -> onnx.ModelProto:
     block = sorted({op for i in islands for op in ISLANDS[i]})
     nodes = layernorm_stat_nodes(model) if "layernorm_stats" in islands else []
     # the converter's default block list holds ops it cannot convert; ours adds the islands
-    m16 = convert_float_to_float16(model, keep_io_types=True, op_block_list=_default_block_list() + block,
+    m16 = convert_float_to_float16(model, keep_io_types=True, op_block_list=list(DEFAULT_OP_BLOCK_LIST) + block,
                                    node_block_list=nodes)
     return drop_cast_round_trips(m16)
 
@@ -104,9 +104,3 @@ def layernorm_stat_nodes(model: onnx.ModelProto) -> list[str]:
     if not names:
         raise ValueError("no written-out LayerNorm found: trace the graph under explicit_layer_norm()")
     return names
-
-
-def _default_block_list() -> list[str]:
-    from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST
-
-    return list(DEFAULT_OP_BLOCK_LIST)

@@ -66,3 +66,22 @@ def test_fp16_runs_on_cpu_close_to_pytorch(fp16_export, tiny_dev, tmp_path):
         # issue 4 asks >= 99.5 %; tiny_dev's amplified weights make its labels sensitive and
         # chelsea reaches 99.1 % so far (benchmarks/NOTES.md): this pins what is met today
         assert (r.labels == ref["label_map"]).mean() >= 0.99
+
+
+def test_outlier_stress_variant_reaches_the_magnitude_and_stays_informative(tiny_dev):
+    import open_clip
+    import torch
+
+    from sanrt.model.random_init import add_outlier_channels_
+    from sanrt.runtime.preprocess import pad_batch, prepare
+
+    model, _ = load_fixture_model(tiny_dev)
+    b, sz = pad_batch([prepare(np.load(tiny_dev / "chelsea.npz")["orig_image_hwc_u8"])])
+    images, sizes = torch.from_numpy(b), torch.from_numpy(sz)
+    add_outlier_channels_(model, images, sizes, open_clip.tokenize(["a photo of a cat."]), magnitude=3000.0)
+    with torch.no_grad():
+        s = model.forward_stages(images, sizes)
+    assert s["clip_tokens"].abs().max() > 2500  # LayerNorm inputs in the 1e3-1e4 range
+    emb = s["mask_emb"][0]
+    assert torch.isfinite(emb).all()
+    assert (emb @ emb.T).min() < 0.9  # the [SLS] embeddings still differ: FP32 stays informative
