@@ -71,7 +71,6 @@ def test_fp16_runs_on_cpu_close_to_pytorch(fp16_export, tiny_dev, tmp_path):
 def test_outlier_stress_variant_reaches_the_magnitude_and_stays_informative(tiny_dev):
     import open_clip
     import torch
-
     from sanrt.model.random_init import add_outlier_channels_
     from sanrt.runtime.preprocess import pad_batch, prepare
 
