@@ -49,6 +49,7 @@ VOCABS = {20: lambda: dataset_vocabulary("voc20"), 150: lambda: dataset_vocabula
 RUNTIME_PATHS = {  # name: (backend, image-graph precision)
     "ort-fp32": ("onnxruntime", "fp32"),
     "ort-int8": ("onnxruntime", "int8dyn"),
+    "ort-fp16": ("onnxruntime", "fp16"),  # needs an export made with --precision fp16 (the GPU graph, proven on CPU)
     "ov-fp32": ("openvino", "fp32"),
     "ov-bf16": ("openvino", "bf16"),
     "ov-int8": ("openvino", "int8"),
