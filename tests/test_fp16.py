@@ -84,3 +84,34 @@ def test_outlier_stress_variant_reaches_the_magnitude_and_stays_informative(tiny
     emb = s["mask_emb"][0]
     assert torch.isfinite(emb).all()
     assert (emb @ emb.T).min() < 0.9  # the [SLS] embeddings still differ: FP32 stays informative
+
+
+def test_naive_fp16_fails_on_outlier_stress_and_ours_does_not(tiny_dev):
+    """Evaluated with ONNX's reference evaluator, which computes every op in its declared type
+    (ONNX Runtime's CPU kernels widen FP16 internally and hide the overflow). The evaluator also
+    accumulates FP16 MatMuls in FP16, harsher than GPUs, hence the 0.99 bound for the stressed model."""
+    import onnxslim
+    import open_clip
+    import torch
+    from onnx.reference import ReferenceEvaluator
+
+    from sanrt.model.random_init import add_outlier_channels_
+    from sanrt.runtime.preprocess import pad_batch, prepare
+
+    model, _ = load_fixture_model(tiny_dev)
+    img = np.load(tiny_dev / "chelsea.npz")["orig_image_hwc_u8"][::4, ::4].copy()
+    b, sz = pad_batch([prepare(img, 64, 256)])  # small input: the reference evaluator is plain numpy
+    images, sizes = torch.from_numpy(b), torch.from_numpy(sz)
+    add_outlier_channels_(model, images, sizes, open_clip.tokenize(["a photo of a cat."]), magnitude=3000.0)
+    with torch.no_grad():
+        ref = model(images, sizes)[1][0].numpy()
+    g = trace_fp32_for_fp16(model, "image")
+
+    def cos_min(islands):
+        out = ReferenceEvaluator(onnxslim.slim(to_fp16(g, islands))).run(None, {"images": b, "sizes": sz})[1][0]
+        with np.errstate(all="ignore"):
+            c = (out * ref).sum(-1) / (np.linalg.norm(out, axis=-1) * np.linalg.norm(ref, axis=-1))
+        return float(np.nan_to_num(c, nan=-1.0).min())
+
+    assert cos_min(()) < 0.9  # naive: LayerNorm squares overflow FP16 -> inf/NaN
+    assert cos_min(("layernorm_stats",)) >= 0.99
