@@ -12,6 +12,7 @@ from __future__ import annotations
 import open_clip
 import torch
 import torch.nn.functional as F
+from open_clip.transformer import ResidualAttentionBlock
 from torch import nn
 
 from .config import SANConfig
@@ -22,12 +23,18 @@ SLS_MASK = -100.0  # SAN's additive mask value around the [SLS] tokens
 TEXT_CHUNK = 256  # texts per text-tower call (bounds memory; results do not depend on it)
 
 
-def clip_block(blk: nn.Module, x: torch.Tensor, heads: int, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """open_clip ResidualAttentionBlock, batch-first, attention as MatMul + Softmax."""
-    a = blk.attn
-    h = attention(blk.ln_1(x), a.in_proj_weight, a.in_proj_bias, a.out_proj.weight, a.out_proj.bias, heads, bias)
-    x = x + blk.ls_1(h)
-    return x + blk.ls_2(blk.mlp(blk.ln_2(x)))
+class ClipBlock(ResidualAttentionBlock):
+    """open_clip's ResidualAttentionBlock (same parameters) with sanrt's forward: batch-first,
+    attention as MatMul + Softmax with an optional additive bias. The blocks open_clip builds are
+    switched to this class, so each block is called as a module and its ONNX nodes carry its name
+    (".../resblocks.9/..."), which quantisation scopes and FP32 islands can address."""
+
+    def forward(self, x: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+        a = self.attn
+        h = attention(self.ln_1(x), a.in_proj_weight, a.in_proj_bias, a.out_proj.weight, a.out_proj.bias,
+                      a.num_heads, bias)
+        x = x + self.ls_1(h)
+        return x + self.ls_2(self.mlp(self.ln_2(x)))
 
 
 class SAN(nn.Module):
@@ -43,6 +50,8 @@ class SAN(nn.Module):
             embed_dim=cfg.clip_embed_dim, vision_cfg=dict(cfg.clip_vision), text_cfg=dict(cfg.clip_text),
             quick_gelu=True,
         )
+        for blk in [*self.clip.visual.transformer.resblocks, *self.clip.transformer.resblocks]:
+            blk.__class__ = ClipBlock
         self.side_adapter = SideAdapter(cfg)
         self.bg_embed = nn.Parameter(torch.randn(1, cfg.text_width) * cfg.text_width ** -0.5)
         self.register_buffer("pixel_mean", torch.tensor(cfg.pixel_mean).view(1, 3, 1, 1), persistent=False)
@@ -97,7 +106,7 @@ class SAN(nn.Module):
 
         save(0, x)
         for i, blk in enumerate(v.transformer.resblocks[: self.cfg.feature_last_layer], start=1):
-            x = clip_block(blk, x, self.cfg.clip_heads)
+            x = blk(x)
             save(i, x)
         return feats, x, (h, w)
 
@@ -138,7 +147,7 @@ class SAN(nn.Module):
         bias = self.rec_attn_bias(pooled_bias)
         x = torch.cat([tokens[:, :1].expand(-1, q, -1), tokens], dim=1)
         for blk in v.transformer.resblocks[self.cfg.feature_last_layer :]:
-            x = clip_block(blk, x, self.cfg.clip_heads, bias)
+            x = blk(x, bias)
         x = v.ln_post(x[:, :q]) @ v.proj
         return F.normalize(x, dim=-1)
 
@@ -173,7 +182,7 @@ class SAN(nn.Module):
         x = c.token_embedding(token_ids.long()) + c.positional_embedding[:t]
         mask = self.text_causal_mask[:t, :t]
         for blk in c.transformer.resblocks:
-            x = clip_block(blk, x, self.cfg.clip_text["heads"], mask)
+            x = blk(x, mask)
         x = c.ln_final(x)
         eot = token_ids.argmax(dim=-1)
         x = torch.gather(x, 1, eot.reshape(-1, 1, 1).expand(-1, 1, x.shape[-1]))[:, 0]

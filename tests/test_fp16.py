@@ -94,7 +94,6 @@ def test_naive_fp16_fails_on_outlier_stress_and_ours_does_not(tiny_dev):
     import open_clip
     import torch
     from onnx.reference import ReferenceEvaluator
-
     from sanrt.model.random_init import add_outlier_channels_
     from sanrt.runtime.preprocess import pad_batch, prepare
 
