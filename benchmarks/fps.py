@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 from sanrt.export.onnx_export import export
 from sanrt.export.parity import machine_info, sample_photos
 from sanrt.export.quantize import add_variant
@@ -37,6 +38,7 @@ from sanrt.model import SAN
 from sanrt.model.pipeline import TorchSegmenter
 from sanrt.runtime import choice
 from sanrt.runtime.errors import SanrtError
+from sanrt.runtime.images import load_image
 from sanrt.runtime.machine import cpu_flags, machine_slug
 from sanrt.runtime.manifest import Manifest
 from sanrt.runtime.segmenter import Segmenter
@@ -156,15 +158,11 @@ def accuracy(paths: list, ref_path: TorchPath, photos: dict) -> dict:
 
 def end_to_end_split(path: RuntimePath, img: np.ndarray, out_dir: Path, runs: int) -> dict:
     """decode -> preprocess -> image graph -> head -> postprocess -> PNG, per stage, medians."""
-    from PIL import Image
-
     src = out_dir / "e2e_input.png"
     Image.fromarray(img).save(src)
     rows = []
     for _ in range(runs + 1):
         t0 = time.perf_counter()
-        from sanrt.runtime.images import load_image
-
         im = load_image(src)
         t1 = time.perf_counter()
         r = path.seg.segment([im])[0]
@@ -181,8 +179,6 @@ def end_to_end_split(path: RuntimePath, img: np.ndarray, out_dir: Path, runs: in
 
 def input_of(photos: dict, hw: tuple[int, int], batch: int) -> list[np.ndarray]:
     """`batch` originals that ResizeShortestEdge maps to exactly hw (photos resized with PIL)."""
-    from PIL import Image
-
     imgs = list(photos.values())
     return [np.asarray(Image.fromarray(imgs[i % len(imgs)]).resize((hw[1], hw[0]), Image.BILINEAR)) for i in range(batch)]
 

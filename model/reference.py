@@ -89,7 +89,7 @@ def text_stages(model: SAN, names: list[str]) -> dict:
     """Token ids and every text-side stage, from class names and the config's templates."""
     ids = torch.stack([open_clip.tokenize([t.format(n) for n in names]) for t in model.cfg.templates])
     per_template = model.encode_text(ids.reshape(-1, ids.shape[-1])).reshape(ids.shape[0], ids.shape[1], -1)
-    class_embed = model.class_embeddings(ids)
+    class_embed = model.class_embeddings(ids)  # encodes again: this is the API the exports use, so it is what gets checked
     scale = model.clip.logit_scale.exp()
     weight = model.classifier_weight(class_embed)
     return {
