@@ -8,7 +8,7 @@
 Paths: PyTorch eager FP32 (the official-style baseline), PyTorch BF16 autocast (the strongest
 PyTorch setting on CPUs with BF16/AMX), torch.compile (--compile; compile time reported), ONNX
 Runtime FP32 and INT8, OpenVINO FP32, BF16 and INT8 (NNCF), each reading the same export; TensorRT
-with --engines (GPU; not run yet).
+with --engines, enqueued and as a CUDA graph (GPU; not run yet).
 Timed unit ("model"): preprocessing + image graph + vocabulary head for a batch (post-processing
 is the same numpy code for every runtime path and is reported in the end-to-end split). Every
 low-precision path has its accuracy measured against PyTorch FP32 on the sample photos (label
@@ -97,8 +97,8 @@ class TorchPath:
 class RuntimePath:
     def __init__(self, name: str, export_dir: Path, threads: int):
         self.name = name
-        if name == "trt":  # export_dir is then an engine folder (export/build_engine.py)
-            self.seg = Segmenter(export_dir, cache_dir=ROOT / "out" / "vocab_cache")
+        if name.startswith("trt"):  # export_dir is then an engine folder (export/build_engine.py)
+            self.seg = Segmenter(export_dir, cache_dir=ROOT / "out" / "vocab_cache", cuda_graph=name == "trt-cudagraph")
             return
         backend, precision = RUNTIME_PATHS[name]
         self.seg = Segmenter(export_dir, backend=backend, precision=precision, device="cpu", threads=threads,
@@ -264,7 +264,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_arguments(ap)
     ap.add_argument("--export", type=Path, help="export folder (default out/onnx/<name>; made if needed)")
-    ap.add_argument("--engines", type=Path, help="a TensorRT engine folder: adds the 'trt' path (GPU)")
+    ap.add_argument("--engines", type=Path, help="a TensorRT engine folder: adds the 'trt' and 'trt-cudagraph' paths (GPU)")
     ap.add_argument("--paths", default="torch-fp32,torch-bf16,ort-fp32,ort-int8,ov-fp32,ov-bf16,ov-int8,ov-int8-bf16")
     ap.add_argument("--compile", action="store_true", help="add torch.compile (slow to compile)")
     ap.add_argument("--size", default="640x640", help="main comparison input HxW")
@@ -306,7 +306,7 @@ def main(argv=None) -> int:
         paths = [ref] + [TorchPath(p, model) if p in TORCH_PATHS else RuntimePath(p, export_dir, args.threads)
                          for p in wanted if p != "torch-fp32"]
         if args.engines:
-            paths.append(RuntimePath("trt", args.engines, args.threads))
+            paths += [RuntimePath(p, args.engines, args.threads) for p in ("trt", "trt-cudagraph")]
         photos = sample_photos()
         vocab = VOCABS[args.k]()
         for p in paths:

@@ -16,7 +16,9 @@ Islands (measured on tiny_dev with ONNX Runtime CPU, see benchmarks/NOTES.md):
 """
 from __future__ import annotations
 
+import numpy as np
 import onnx
+from onnx import numpy_helper
 from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
 
 ISLANDS = {  # island -> op types kept in FP32 (layernorm_stats is found by pattern instead)
@@ -39,6 +41,19 @@ def to_fp16(model: onnx.ModelProto, islands=DEFAULT_ISLANDS) -> onnx.ModelProto:
     m16 = convert_float_to_float16(model, keep_io_types=True, op_block_list=list(DEFAULT_OP_BLOCK_LIST) + block,
                                    node_block_list=nodes)
     return drop_cast_round_trips(m16)
+
+
+def fp16_weight_floor(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The FP32 graph with its weights rounded to FP16 and everything else FP32: the error every FP16
+    graph inherits from storing its weights in FP16, whatever its islands. Comparing an FP16 graph
+    with this floor separates the conversion's own loss from the model's sensitivity to rounding."""
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    for init in m.graph.initializer:
+        if init.data_type == onnx.TensorProto.FLOAT:
+            w = numpy_helper.to_array(init)
+            init.CopyFrom(numpy_helper.from_array(w.astype(np.float16).astype(np.float32), init.name))
+    return m
 
 
 def drop_cast_round_trips(model: onnx.ModelProto) -> onnx.ModelProto:

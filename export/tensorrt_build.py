@@ -18,22 +18,11 @@ import hashlib
 import json
 from pathlib import Path
 
-from sanrt.runtime.engines import ENGINE_META, gpu_identity
+from sanrt.runtime.engines import ENGINE_META, gpu_identity, import_tensorrt
 from sanrt.runtime.errors import BackendError
 from sanrt.runtime.manifest import Manifest
 
 GRAPHS = ("image", "text", "head")
-
-
-def import_tensorrt():
-    try:
-        import tensorrt as trt
-    except ImportError:
-        raise BackendError("TensorRT is not installed: its libraries come from NVIDIA (pip install 'sanrt[gpu]' "
-                           "on a CUDA machine, or NVIDIA's TensorRT packages)") from None
-    except OSError as e:  # the wheel installs but its CUDA libraries do not load
-        raise BackendError(f"TensorRT cannot load here: {e}") from None
-    return trt
 
 
 def profiles_for(manifest: Manifest, graph: str, opt_side: int = 640) -> dict:

@@ -95,40 +95,13 @@ class OpenVinoRunner(Runner):
         return {name: np.array(res[self.compiled.output(name)]) for name in self.outputs}
 
 
-class TensorRTRunner(Runner):
-    """A serialized TensorRT engine run through Polygraphy's TrtRunner (device buffers via
-    Polygraphy's CUDA wrapper, no torch). NOT RUN ON A GPU YET (see README)."""
+def _tensorrt_runner(path, **options) -> Runner:
+    from .tensorrt_runner import TensorRTRunner  # its own module: cuda-python and TensorRT load only here
 
-    backend = "tensorrt"
-
-    def __init__(self, path: str | Path, device: str = "auto", threads: int | None = None, precision: str = "fp16"):
-        if device == "cpu":
-            raise BackendError("TensorRT runs on a CUDA GPU, not the CPU")
-        try:
-            import tensorrt  # noqa: F401  (fails early and clearly without TensorRT)
-            from polygraphy.backend.trt import EngineFromBytes, TrtRunner
-        except ImportError:
-            raise BackendError("TensorRT and polygraphy are needed for .engine files (pip install 'sanrt[gpu]')") from None
-        except OSError as e:
-            raise BackendError(f"TensorRT cannot load here: {e}") from None
-        path = Path(path)
-        if not path.is_file():
-            raise BackendError(f"engine not found: {path}")
-        engine = EngineFromBytes(path.read_bytes())()
-        if engine is None:
-            raise BackendError(f"{path} cannot be deserialized: built for another GPU or TensorRT version, or corrupt")
-        self.runner = TrtRunner(engine)
-        self.runner.activate()
-
-    @property
-    def device(self) -> str:
-        return "cuda"
-
-    def infer(self, feed):
-        return {k: np.array(v) for k, v in self.runner.infer(feed, copy_outputs_to_host=True).items()}
+    return TensorRTRunner(path, **options)
 
 
-BACKENDS = {"onnxruntime": OnnxRuntimeRunner, "openvino": OpenVinoRunner, "tensorrt": TensorRTRunner}
+BACKENDS = {"onnxruntime": OnnxRuntimeRunner, "openvino": OpenVinoRunner, "tensorrt": _tensorrt_runner}
 
 
 def default_threads() -> int | None:

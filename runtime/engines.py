@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .cuda import check, cudart
 from .errors import BackendError, ExportFolderError
 
 ENGINE_META = "engine.json"
@@ -29,18 +30,21 @@ def resolve(path: str | Path) -> tuple[Path, dict | None]:
     return Path(meta["export"]), meta
 
 
+def import_tensorrt():
+    """The tensorrt module, or BackendError in one line where it is missing or cannot load."""
+    try:
+        import tensorrt as trt
+    except ImportError:
+        raise BackendError("TensorRT is not installed: its libraries come from NVIDIA (pip install 'sanrt[gpu]' "
+                           "on a CUDA machine, or NVIDIA's TensorRT packages)") from None
+    except OSError as e:  # the wheel installs but its CUDA libraries do not load
+        raise BackendError(f"TensorRT cannot load here: {e}") from None
+    return trt
+
+
 def gpu_identity() -> dict:
     """Name and compute capability of GPU 0 (cuda-python), or BackendError without one."""
-    try:
-        try:
-            from cuda.bindings import runtime as cudart
-        except ImportError:
-            from cuda import cudart
-    except ImportError:
-        raise BackendError("cuda-python is not installed (pip install 'sanrt[gpu]'); TensorRT needs a CUDA GPU") from None
-    err, props = cudart.cudaGetDeviceProperties(0)
-    if int(err) != 0:
-        raise BackendError(f"no usable CUDA GPU here (cudaGetDeviceProperties: {err})")
+    props = check(cudart().cudaGetDeviceProperties(0), "query of GPU 0")
     name = props.name.decode() if isinstance(props.name, bytes) else str(props.name)
     return {"gpu": name.strip("\x00 "), "compute_capability": f"{props.major}.{props.minor}"}
 

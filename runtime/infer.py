@@ -43,6 +43,7 @@ def parse_args(argv):
     ap.add_argument("--precision", default="fp32", help="image-graph precision for a named backend: fp32, bf16, int8, ...")
     ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     ap.add_argument("--threads", type=int, default=None, help="CPU threads for the backend")
+    ap.add_argument("--cuda-graph", action="store_true", help="TensorRT engines: replay the image engine as a CUDA graph")
     ap.add_argument("--no-overlay", action="store_true", help="skip the overlay PNGs")
     ap.add_argument("--no-cache", action="store_true", help="recompute vocabulary embeddings")
     return ap.parse_args(argv)
@@ -67,7 +68,8 @@ def run(args) -> int:
         dup = sorted({s for s in stems if stems.count(s) > 1})
         raise ValueError(f"several images share the name {dup[0]!r}; their outputs would overwrite each other")
 
-    seg = Segmenter(args.engine, backend=args.backend, precision=args.precision, device=args.device, threads=args.threads)
+    seg = Segmenter(args.engine, backend=args.backend, precision=args.precision, device=args.device, threads=args.threads,
+                    cuda_graph=args.cuda_graph)
     for p in paths:  # check every image before writing anything
         seg.check_size(*image_size(p))
     seg.set_vocabulary(names, use_cache=not args.no_cache)

@@ -12,7 +12,7 @@ import numpy as np
 
 from .backends import make_runner
 from .choice import choose
-from .engines import check_compatible, gpu_identity, resolve
+from .engines import check_compatible, gpu_identity, import_tensorrt, resolve
 from .errors import BackendError, RangeError
 from .manifest import Manifest
 from .postprocess import semantic_inference
@@ -49,9 +49,10 @@ class Segmentation:
 
 class Segmenter:
     def __init__(self, export_dir, backend: str = "onnxruntime", precision: str = "fp32",
-                 cache_dir: Path | None = None, verify: bool = True, **backend_options):
+                 cache_dir: Path | None = None, verify: bool = True, cuda_graph: bool = False, **backend_options):
         """`precision` applies to the image graph (the heavy one): fp32; bf16 (OpenVINO); int8 or
-        fp16 when the export holds that variant. The text graph and head stay FP32."""
+        fp16 when the export holds that variant. The text graph and head stay FP32. `cuda_graph`
+        replays the image engine as a CUDA graph (TensorRT only)."""
         export_dir, engines = resolve(export_dir)  # an engine folder or .engine file leads to its export
         self.manifest = Manifest.load(export_dir, verify=verify)
         m = self.manifest
@@ -66,7 +67,10 @@ class Segmenter:
             if backend == "tensorrt":
                 raise BackendError("TensorRT needs engines: build them with export/build_engine.py and pass --engine ENGINE_DIR")
             paths = {"image": self.image_graph_path(precision), "text": m.path("text"), "head": m.path("head")}
-        self.image_graph = make_runner(backend, paths["image"], precision=precision, **backend_options)
+        if cuda_graph and backend != "tensorrt":
+            raise BackendError("CUDA graphs are for TensorRT engines: pass --engine ENGINE_DIR")
+        graph_option = {"cuda_graph": True} if cuda_graph else {}
+        self.image_graph = make_runner(backend, paths["image"], precision=precision, **graph_option, **backend_options)
         self.text_graph = make_runner(backend, paths["text"], **backend_options)
         self.head_graph = make_runner(backend, paths["head"], **backend_options)
         self.backend, self.precision = backend, precision
@@ -82,13 +86,7 @@ class Segmenter:
 
     @staticmethod
     def _check_engines(engines: dict) -> None:
-        try:
-            import tensorrt as trt
-        except ImportError:
-            raise BackendError("TensorRT is not installed: .engine files need it (pip install 'sanrt[gpu]')") from None
-        except OSError as e:
-            raise BackendError(f"TensorRT cannot load here: {e}") from None
-        check_compatible(engines, gpu_identity(), trt.__version__)
+        check_compatible(engines, gpu_identity(), import_tensorrt().__version__)
 
     def image_graph_path(self, precision: str) -> Path:
         variants = self.manifest["graphs"]["image"].get("variants", {})

@@ -1,9 +1,11 @@
 """FP16 variants: valid graphs, LayerNorm statistics kept in FP32, close to PyTorch FP32 on CPU."""
+import shutil
+
 import numpy as np
 import onnx
 import pytest
 from conftest import run_script
-from sanrt.export.fp16 import drop_cast_round_trips, layernorm_stat_nodes, to_fp16
+from sanrt.export.fp16 import drop_cast_round_trips, fp16_weight_floor, layernorm_stat_nodes, to_fp16
 from sanrt.export.onnx_export import trace_fp32_for_fp16
 from sanrt.model.reference import load_fixture_model
 from sanrt.runtime.segmenter import Segmenter
@@ -52,10 +54,17 @@ def test_no_fp16_round_trip_inside_islands(tiny_dev):
 
 
 def test_fp16_runs_on_cpu_close_to_pytorch(fp16_export, tiny_dev, tmp_path):
-    ref32 = Segmenter(fp16_export, cache_dir=tmp_path)
+    """Against the official FP32 outputs: cosine >= 0.999, and label agreement no more than 0.5 points
+    below the weight-rounding floor (the FP32 graph with FP16-rounded weights). tiny_dev's amplified
+    weights (logit scale 100, query MLP x20) put that floor itself under 99.5 % on chelsea
+    (benchmarks/NOTES.md): no FP16 graph can reach 99.5 % there, so the floor is the fair bound."""
+    floor_dir = tmp_path / "floor"
+    shutil.copytree(fp16_export, floor_dir)
+    onnx.save(fp16_weight_floor(onnx.load(fp16_export / "image.onnx")), floor_dir / "image.onnx")
     s16 = Segmenter(fp16_export, precision="fp16", cache_dir=tmp_path)
+    floor = Segmenter(floor_dir, cache_dir=tmp_path, verify=False)
     names = (tiny_dev / "vocabulary.txt").read_text().split()
-    for s in (ref32, s16):
+    for s in (s16, floor):
         s.set_vocabulary(names)
     for npz in sorted(tiny_dev.glob("*.npz")):
         ref = np.load(npz)
@@ -63,9 +72,9 @@ def test_fp16_runs_on_cpu_close_to_pytorch(fp16_export, tiny_dev, tmp_path):
         e, o = r.mask_emb, ref["mask_emb"][0]
         cos = (e * o).sum(-1) / (np.linalg.norm(e, axis=-1) * np.linalg.norm(o, axis=-1))
         assert cos.min() >= 0.999
-        # issue 4 asks >= 99.5 %; tiny_dev's amplified weights make its labels sensitive and
-        # chelsea reaches 99.1 % so far (benchmarks/NOTES.md): this pins what is met today
-        assert (r.labels == ref["label_map"]).mean() >= 0.99
+        agree = (r.labels == ref["label_map"]).mean()
+        floor_agree = (floor.segment([ref["orig_image_hwc_u8"]])[0].labels == ref["label_map"]).mean()
+        assert agree >= min(0.995, floor_agree - 0.005) and agree >= 0.99, (npz.stem, agree, floor_agree)
 
 
 def test_outlier_stress_variant_reaches_the_magnitude_and_stays_informative(tiny_dev):

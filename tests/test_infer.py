@@ -116,3 +116,9 @@ def test_bad_export_folders(tiny_export, photos, tmp_path):
     (bad / "manifest.json").write_text("{not json")
     code, _, err = _infer("--engine", bad, "--image", photos, "--vocab", "a", "--out", tmp_path / "o")
     _assert_one_line_error(code, err, "manifest.json is corrupt", tmp_path / "o")
+
+
+def test_cuda_graph_needs_tensorrt_engines(tiny_export, photos, tmp_path):
+    code, _, err = _infer("--engine", tiny_export, "--image", photos, "--vocab", "a", "--cuda-graph",
+                          "--backend", "onnxruntime", "--out", tmp_path / "o")
+    _assert_one_line_error(code, err, "CUDA graphs are for TensorRT engines", tmp_path / "o")

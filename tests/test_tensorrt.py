@@ -66,9 +66,47 @@ def test_build_without_tensorrt_is_one_line(tiny_export):
         pytest.skip("TensorRT is installed here")
     except (ImportError, OSError):
         pass
-    code, out, err = run_script("export/build_engine.py", "--onnx", tiny_export, "--out", tiny_export / "engines_x")
+    code, _, err = run_script("export/build_engine.py", "--onnx", tiny_export, "--out", tiny_export / "engines_x")
     assert code == 2 and err.startswith("error: TensorRT is not installed") and "Traceback" not in err
     assert not (tiny_export / "engines_x").exists()
+
+
+def _no_gpu_here():
+    """cuda-python's runtime where it imports and finds no GPU (this project's CI), else skip."""
+    pytest.importorskip("cuda.bindings")
+    from sanrt.runtime.cuda import cudart
+
+    if int(cudart().cudaGetDeviceCount()[0]) == 0:
+        pytest.skip("a CUDA GPU is present")
+
+
+def test_cuda_errors_without_a_gpu_are_one_line():
+    _no_gpu_here()
+    from sanrt.runtime.cuda import check, cudart
+    from sanrt.runtime.engines import gpu_identity
+
+    with pytest.raises(BackendError, match=r"^CUDA stream creation failed: \S.*") as e:
+        check(cudart().cudaStreamCreate(), "stream creation")
+    assert "\n" not in str(e.value)
+    with pytest.raises(BackendError, match=r"^CUDA query of GPU 0 failed: \S"):
+        gpu_identity()
+
+
+def test_engine_runner_without_tensorrt_is_one_line(tmp_path):
+    try:
+        import tensorrt  # noqa: F401
+        pytest.skip("TensorRT is installed here")
+    except (ImportError, OSError):
+        pass
+    from sanrt.runtime.backends import make_runner
+
+    (tmp_path / "image.engine").write_bytes(b"not an engine")
+    with pytest.raises(BackendError, match="^TensorRT is not installed"):
+        make_runner("tensorrt", tmp_path / "image.engine")
+    with pytest.raises(BackendError, match="^engine not found"):
+        make_runner("tensorrt", tmp_path / "text.engine")
+    with pytest.raises(BackendError, match="not the CPU"):
+        make_runner("tensorrt", tmp_path / "image.engine", device="cpu")
 
 
 @pytest.mark.tensorrt
@@ -85,14 +123,21 @@ def test_build_and_run_engines(tiny_dev, tmp_path):
     from PIL import Image
 
     Image.fromarray(np.load(tiny_dev / "astronaut.npz")["orig_image_hwc_u8"]).save(tmp_path / "astronaut.png")
-    code, _, err = run_script("runtime/infer.py", "--engine", out / "engines" / "image.engine", "--image",
-                              tmp_path / "astronaut.png", "--vocab", "cat,dog", "--out", tmp_path / "seg")
-    assert code == 0, err
+    labels = {}
+    for name, extra in (("onnxruntime", ["--engine", out, "--backend", "onnxruntime"]),
+                        ("trt", ["--engine", out / "engines" / "image.engine"]),
+                        ("trt-graph", ["--engine", out / "engines", "--cuda-graph"])):
+        code, _, err = run_script("runtime/infer.py", *extra, "--image", tmp_path / "astronaut.png", "--vocab",
+                                  "cat,dog,person,sky", "--out", tmp_path / name)
+        assert code == 0, err
+        labels[name] = np.asarray(Image.open(tmp_path / name / "astronaut_labels.png"))
+    assert (labels["trt"] == labels["onnxruntime"]).mean() >= 0.99  # FP16 engines against the FP32 graph
+    assert (labels["trt-graph"] == labels["trt"]).all()  # a replayed CUDA graph computes the same
 
 
 @pytest.mark.slow
 def test_gpu_check_script_runs_quick_on_cpu(tmp_path):
-    code, out, err = run_script("benchmarks/gpu_check.py", "--out", tmp_path, "--quick", timeout=600)
+    code, _, err = run_script("benchmarks/gpu_check.py", "--out", tmp_path, "--quick", timeout=600)
     assert code == 0, err
     rep = json.loads((tmp_path / "gpu_check.json").read_text())
     assert {r["mode"] for r in rep["rows"]} == {"fp32-eager", "fp16-autocast-eager"}
