@@ -3,7 +3,8 @@
 Official: masks bilinear (align_corners=False) to the padded size, cropped to the resized image,
 bilinear to the original size; scores = softmax(classes)[:, :K]^T @ sigmoid(masks); label = argmax.
 Each resize is linear along each axis, so the chain is one [out, in] matrix per axis, applied with
-two matmuls; scores are formed in row blocks so 847 classes at full resolution stay in bounded memory.
+two matmuls; everything after the column resize runs in blocks of output rows, so 847 classes at
+full resolution stay in bounded memory.
 """
 from __future__ import annotations
 
@@ -29,38 +30,44 @@ def resize_chain(grid: int, padded: int, valid: int, out: int) -> np.ndarray:
     return (bilinear_matrix(out, valid) @ bilinear_matrix(padded, grid)[:valid]).astype(np.float32)
 
 
-def upsample_masks(mask_logits: np.ndarray, padded_hw, image_hw, out_hw) -> np.ndarray:
-    """[Q, h, w] mask logits at the side grid -> [Q, H0, W0] at the original image size."""
-    q, h, w = mask_logits.shape
-    ry = resize_chain(h, padded_hw[0], image_hw[0], out_hw[0])
-    rx = resize_chain(w, padded_hw[1], image_hw[1], out_hw[1])
-    return np.matmul(np.matmul(ry, mask_logits.astype(np.float32)), rx.T)
-
-
 def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
     e = np.exp(x - x.max(axis=axis, keepdims=True))
     return e / e.sum(axis=axis, keepdims=True)
 
 
-def sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
+def sigmoid_(x: np.ndarray) -> np.ndarray:
+    """In place: no temporaries the size of a full-resolution mask stack."""
+    np.negative(x, out=x)
+    np.exp(x, out=x)
+    x += 1.0
+    return np.reciprocal(x, out=x)
 
 
 def semantic_inference(class_logits: np.ndarray, mask_logits: np.ndarray, padded_hw, image_hw, out_hw,
-                       return_scores: bool = False, block_elems: int = 1 << 24):
+                       return_scores: bool = False, block_elems: int = 1 << 22):
     """One image: class logits [Q, K+1], mask logits [Q, h, w] -> labels [H0, W0] int32
-    (and scores [K, H0, W0] float32 if asked)."""
-    probs = softmax(class_logits.astype(np.float32))[:, :-1]  # drop the background column
-    masks = sigmoid(upsample_masks(mask_logits, padded_hw, image_hw, out_hw))
-    q, hh, ww = masks.shape
+    (and scores [K, H0, W0] float32 if asked).
+
+    Streams blocks of output rows through the whole chain (resize, sigmoid, class scores, argmax):
+    the [Q, H0, W0] mask stack is never held at once (0.8 GB for a 1080p photo), and each block stays
+    in cache. The column resize is done once, at the side grid's few rows; each row block reads only
+    the grid rows its bilinear taps touch."""
+    probs = softmax(class_logits.astype(np.float32))[:, :-1]  # [Q, K], the background column dropped
+    q, h, w = mask_logits.shape
     k = probs.shape[1]
+    hh, ww = out_hw
+    ry = resize_chain(h, padded_hw[0], image_hw[0], hh)  # [H0, h]
+    cols = np.matmul(mask_logits.astype(np.float32), resize_chain(w, padded_hw[1], image_hw[1], ww).T)  # [Q, h, W0]
     labels = np.empty((hh, ww), dtype=np.int32)
     scores = np.empty((k, hh, ww), dtype=np.float32) if return_scores else None
-    rows = max(1, block_elems // max(1, k * ww))
-    pt = np.ascontiguousarray(probs.T)
+    rows = max(1, block_elems // max(1, max(q, k) * ww))
     for r0 in range(0, hh, rows):
-        block = pt @ masks[:, r0 : r0 + rows].reshape(q, -1)  # [K, rows*W0]
-        labels[r0 : r0 + rows] = block.argmax(axis=0).reshape(-1, ww)
+        r1 = min(hh, r0 + rows)
+        taps = np.flatnonzero(ry[r0:r1].any(axis=0))  # the few grid rows these output rows read
+        s0, s1 = taps[0], taps[-1] + 1
+        masks = sigmoid_(np.matmul(ry[r0:r1, s0:s1], cols[:, s0:s1]))  # [Q, rows, W0]
+        block = masks.reshape(q, -1).T @ probs  # [rows*W0, K]: argmax runs along contiguous rows
+        labels[r0:r1] = block.argmax(axis=1).reshape(r1 - r0, ww)
         if return_scores:
-            scores[:, r0 : r0 + rows] = block.reshape(k, -1, ww)
+            scores[:, r0:r1] = block.T.reshape(k, r1 - r0, ww)
     return (labels, scores) if return_scores else labels

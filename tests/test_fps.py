@@ -24,3 +24,15 @@ def test_fps_harness_report(tiny_dev, tiny_export, tmp_path):
     md = (tmp_path / "fps_tiny_dev.md").read_text()
     assert "| ort-fp32 |" in md and "vs PyTorch BF16" in md and "## End to end" in md
     assert (tmp_path / "fps_tiny_dev.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_postprocess_benchmark_report(tmp_path):
+    code, _, err = run_script("benchmarks/postprocess_speed.py", "--quick", "--results", tmp_path, timeout=600)
+    assert code == 0, err
+    rep = json.loads((tmp_path / "postprocess.json").read_text())
+    assert [(r["size"], r["k"]) for r in rep["rows"]] == [("600x400", 150), ("512x512", 150), ("1920x1080", 150)]
+    for r in rep["rows"]:
+        assert r["runs"] == 3 and r["numpy_s"] > 0 and r["torch_s"] > 0
+        assert r["label_agreement"] >= 0.9999  # the numpy runtime computes what the official code does
+    assert "| 1920x1080 | 150 |" in (tmp_path / "postprocess.md").read_text()
+    assert (tmp_path / "postprocess.png").read_bytes()[:4] == b"\x89PNG"

@@ -20,6 +20,7 @@ def test_bilinear_matrix_equals_interpolate(out_size, in_size):
     (3, (40, 54), (640, 864), (640, 852), (160, 213)),
     (171, (8, 6), (128, 96), (121, 90), (300, 211)),
     (1, (4, 4), (64, 64), (64, 50), (64, 50)),
+    (7, (16, 12), (256, 192), (250, 190), (6, 5)),  # output smaller than the grid: wide row taps
 ])
 def test_semantic_inference_matches_torch(k, grid, padded, valid, orig):
     rng = np.random.default_rng(k)
