@@ -38,7 +38,8 @@ def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
 def sigmoid_(x: np.ndarray) -> np.ndarray:
     """In place: no temporaries the size of a full-resolution mask stack."""
     np.negative(x, out=x)
-    np.exp(x, out=x)
+    with np.errstate(over="ignore"):  # exp(-x) = inf for x < -88 gives sigmoid 0, as it should
+        np.exp(x, out=x)
     x += 1.0
     return np.reciprocal(x, out=x)
 
