@@ -58,7 +58,6 @@ RUNTIME_PATHS = {  # name: (backend, image-graph precision)
     "ov-int8-bf16": ("openvino", "int8-bf16"),
 }
 TORCH_PATHS = ("torch-fp32", "torch-bf16", "torch-compile")
-ACCURACY_BOUND = 0.99  # label agreement with PyTorch FP32 a path needs to count as the best one
 
 
 def log(msg: str) -> None:
@@ -208,6 +207,9 @@ def to_markdown(rep: dict) -> str:
                      f"| {base / t['median_s']:.2f}x | {vs_bf16} | {agree} | {cos} |")
     if rep.get("compile_s") is not None:
         lines.append(f"\ntorch.compile: {rep['compile_s']:.1f} s to compile (first calls).")
+    lines.append(f"\nAccuracy bounds (against PyTorch FP32 on the sample photos): label agreement >= "
+                 f"{choice.MIN_LABEL_AGREEMENT:.0%} and mask-embedding cosine >= {choice.MIN_COSINE}; "
+                 f"best path meeting them: {rep.get('best_path', 'none')}.")
     for sweep in rep.get("sweeps", []):
         lines += ["", f"## {sweep['label']}", "", "| " + " | ".join(["setting", *sweep["paths"]]) + " |",
                   "|" + "---|" * (len(sweep["paths"]) + 1)]
@@ -243,7 +245,7 @@ def plot(rep: dict, path: Path) -> None:
     base = t["torch-fp32"]["median_s"]
     for i, n in enumerate(names):
         acc = rep["accuracy"].get(n)
-        note = "" if acc is None or acc["label_agreement"] >= ACCURACY_BOUND else ", accuracy below bound"
+        note = "" if acc is None or choice.meets_bounds(acc) else ", accuracy below bound"
         ax.text(t[n]["p90_s"], i, f"  {med[i]:.2f} s ({base / med[i]:.1f}x{note})", va="center", fontsize=8)
     ax.invert_yaxis()
     ax.set_xlabel("seconds per batch (median; bar to p90)")
@@ -328,8 +330,8 @@ def main(argv=None) -> int:
             rep["openvino"] = openvino.__version__
         except ImportError:
             pass
-        # the best sanrt path: the fastest whose accuracy meets the bound
-        verified = [p for p in paths if isinstance(p, RuntimePath) and acc[p.name]["label_agreement"] >= ACCURACY_BOUND]
+        # the best sanrt path: the fastest whose accuracy meets the bounds the automatic choice uses
+        verified = [p for p in paths if isinstance(p, RuntimePath) and choice.meets_bounds(acc[p.name])]
         best = min(verified, key=lambda p: main_t[p.name]["median_s"]) if verified else None
         if best:
             rep["best_path"] = best.name

@@ -19,6 +19,11 @@ MIN_COSINE = 0.99
 _MODULES = {"onnxruntime": "onnxruntime", "openvino": "openvino", "tensorrt": "tensorrt"}
 
 
+def meets_bounds(acc: dict) -> bool:
+    """A path's accuracy against PyTorch FP32 is good enough to be chosen (or called verified)."""
+    return acc["label_agreement"] >= MIN_LABEL_AGREEMENT and acc["mask_emb_cosine_min"] >= MIN_COSINE
+
+
 def record(export_dir: Path, paths: dict, source: str) -> None:
     """paths: {name: {"backend", "precision", "median_s", "label_agreement", "mask_emb_cosine_min"}}."""
     path = Path(export_dir) / VERIFIED
@@ -36,9 +41,7 @@ def choose(export_dir: Path, available=None) -> tuple[str, str, str]:
         return (*fallback, f"no verified measurements for this machine ({machine_slug()}) in {path.name}; "
                 "ONNX Runtime FP32 (run benchmarks/fps.py to measure the others)")
     installed = available or {b for b, mod in _MODULES.items() if importlib.util.find_spec(mod) is not None}
-    ok = {n: p for n, p in entry["paths"].items()
-          if p["backend"] in installed and p["label_agreement"] >= MIN_LABEL_AGREEMENT
-          and p["mask_emb_cosine_min"] >= MIN_COSINE}
+    ok = {n: p for n, p in entry["paths"].items() if p["backend"] in installed and meets_bounds(p)}
     if not ok:
         return (*fallback, "no measured path met the accuracy bounds here; ONNX Runtime FP32")
     name, p = min(ok.items(), key=lambda kv: kv[1]["median_s"])
