@@ -107,13 +107,22 @@ class Segmenter:
 
     def encode_texts(self, texts: list[str]) -> np.ndarray:
         """Texts -> L2-normalised text features [N, D], in chunks within the export's range."""
+        if not texts:
+            raise ValueError("no texts to encode")
         ids = self.tokenizer(texts, self.manifest["ranges"]["tokens"])
-        # Causal attention: nothing after the last end-of-text token reaches any EOT feature.
-        ids = ids[:, : int(ids.argmax(axis=1).max()) + 1]
+        ends = ids.argmax(axis=1)  # each text's end-of-text token (the largest id)
+        order = np.argsort(ends, kind="stable")  # texts of similar length share a chunk
         step = min(self.manifest["ranges"]["texts"][1], TEXT_CHUNK)
-        parts = [self.text_graph.infer({"token_ids": ids[i : i + step]})["text_features"]
-                 for i in range(0, len(ids), step)]
-        return np.concatenate(parts, axis=0)
+        feats = None
+        for i in range(0, len(order), step):
+            rows = order[i : i + step]
+            # Causal attention: nothing after a text's end-of-text token reaches its EOT feature,
+            # so each chunk is cut after its longest text.
+            out = self.text_graph.infer({"token_ids": ids[rows, : int(ends[rows].max()) + 1]})["text_features"]
+            if feats is None:
+                feats = np.empty((len(texts), out.shape[1]), dtype=out.dtype)
+            feats[rows] = out
+        return feats
 
     def class_weights_for(self, names: list[str]) -> np.ndarray:
         """Class names -> [K+1, D] classifier weights (templates averaged, background row, scale)."""

@@ -42,3 +42,16 @@ def test_vocabulary_cache(tiny_export, tmp_path):
     s.set_vocabulary(["dog", "cat"])  # order matters: a different key
     assert not s.vocab_timing["cached"]
     assert len(list(tmp_path.glob("*.npy"))) == 2
+
+
+def test_text_chunks_cut_after_their_longest_text_are_exact(tiny_export, tmp_path, monkeypatch):
+    """Texts are grouped by length and each chunk is cut after its longest text: under causal
+    attention that equals running every text at the full 77 tokens, in the caller's order."""
+    from sanrt.runtime import segmenter
+
+    monkeypatch.setattr(segmenter, "TEXT_CHUNK", 4)  # several chunks of different lengths
+    s = segmenter.Segmenter(tiny_export, cache_dir=tmp_path)
+    texts = ["a cat.", "a photo of a very large and quite old wooden sailing ship on a stormy sea.", "dog",
+             "there is a traffic light in the scene.", "x " * 100, "a photo of the small dog.", "sky", "a b c d e"]
+    full = s.text_graph.infer({"token_ids": s.tokenizer(texts, 77)})["text_features"]
+    np.testing.assert_allclose(s.encode_texts(texts), full, rtol=0, atol=2e-6)
