@@ -64,9 +64,9 @@ def run_case(out_hw, k: int, runs: int, seed: int) -> dict:
 def to_markdown(rep: dict) -> str:
     m = rep["machine"]
     lines = [f"# Post-processing: numpy runtime vs official-style PyTorch ({rep['date']})", "",
-             f"Machine: {m['cpu']}, {m['threads']} threads; torch {m['torch']}, numpy {rep['numpy']}. "
-             f"Q = {QUERIES}, seeded random logits; logits -> label map; medians of {rep['rows'][0]['runs']} "
-             "interleaved runs after a warm-up.", "",
+             (f"Machine: {m['cpu']}, {m['threads']} threads; torch {m['torch']}, numpy {rep['numpy']}. "
+              f"Q = {QUERIES}, seeded random logits; logits -> label map; medians of {rep['rows'][0]['runs']} "
+              "interleaved runs after a warm-up."), "",
              "| output size | K | PyTorch (official-style) | numpy (sanrt.runtime) | speed-up | label agreement |",
              "|---|---|---|---|---|---|"]
     for r in rep["rows"]:

@@ -4,8 +4,8 @@
     python export/quantize.py --export out/onnx/vit_b_16 --method dynamic  # ONNX Runtime dynamic INT8
 
 `static`: NNCF post-training quantisation of image.onnx (transformer preset; the side adapter and
-mask decoder kept in floating point) with a small calibration set -> image_int8.onnx, a QDQ ONNX that OpenVINO runs with INT8 kernels (VNNI/AMX) and
-ONNX Runtime can read too. `dynamic`: ONNX Runtime's dynamic quantisation (INT8 weights of MatMuls,
+mask decoder kept in floating point) with a small calibration set -> image_int8.onnx, a QDQ ONNX
+that OpenVINO runs with INT8 kernels (VNNI/AMX) and ONNX Runtime can read too. `dynamic`: ONNX Runtime's dynamic quantisation (INT8 weights of MatMuls,
 activations quantised per call) -> image_int8dyn.onnx, for ONNX Runtime. The calibration photos are
 not the ones the benchmarks score accuracy on.
 """

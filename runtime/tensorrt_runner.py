@@ -79,7 +79,8 @@ class TensorRTRunner(Runner):
             raise BackendError(f"{self.path.name} takes inputs {self.inputs}, got {sorted(feed)}")
         for n in self.inputs:
             a, (lo, hi) = feed[n], self.ranges[n]
-            if a.dtype != self.dtypes[n]:
+            # integer widths may differ (engines may hold int64 inputs as int32); anything else is a bug
+            if a.dtype != self.dtypes[n] and not (a.dtype.kind == self.dtypes[n].kind == "i"):
                 raise BackendError(f"{self.path.name}: input {n} must be {self.dtypes[n]}, got {a.dtype}")
             if len(a.shape) != len(lo) or any(not (l <= s <= h) for s, l, h in zip(a.shape, lo, hi)):
                 raise RangeError(f"{self.path.name}: input {n} of shape {tuple(a.shape)} is outside the engine's "
@@ -104,7 +105,7 @@ class TensorRTRunner(Runner):
             self._drop_graphs()
         h2d, d2h = rt.cudaMemcpyKind.cudaMemcpyHostToDevice, rt.cudaMemcpyKind.cudaMemcpyDeviceToHost
         for n in self.inputs:
-            a = np.ascontiguousarray(feed[n])
+            a = np.ascontiguousarray(feed[n], dtype=self.dtypes[n])
             check(rt.cudaMemcpyAsync(self.buffers[n].ptr, a.ctypes.data, a.nbytes, h2d, self.stream), f"upload of {n}")
         if self.cuda_graph:
             graph_exec = self.graphs[key][1] if key in self.graphs else self._capture(key)
