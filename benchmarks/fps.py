@@ -2,8 +2,8 @@
 
     python benchmarks/fps.py --preset vit_b_16 --random-init                 # full report (CPU)
     python benchmarks/fps.py --preset vit_b_16 --random-init --quick         # main comparison only
-    python benchmarks/fps.py --config ../shared/reference/tiny_dev/tiny_config.json \\
-        --checkpoint ../shared/reference/tiny_dev/checkpoint.pth --runs 2 --quick
+    python benchmarks/fps.py --config tests/data/official/tiny_dev/tiny_config.json \\
+        --checkpoint tests/data/official/tiny_dev/checkpoint.pth --runs 2 --quick
 
 Paths: PyTorch eager FP32 (the official-style baseline), PyTorch BF16 autocast (the strongest
 PyTorch setting on CPUs with BF16/AMX), torch.compile (--compile; compile time reported), ONNX
@@ -30,13 +30,14 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from sanrt.export.models import add_model_arguments, model_from_args, model_name
 from sanrt.export.onnx_export import export
 from sanrt.export.parity import machine_info, sample_photos
 from sanrt.export.quantize import add_variant
-from sanrt.export.to_onnx import add_model_arguments, build_model
 from sanrt.model import SAN
 from sanrt.model.pipeline import TorchSegmenter
-from sanrt.runtime import choice
+from sanrt.runtime import choice, logs
+from sanrt.runtime.compare import cosine_min, label_agreement
 from sanrt.runtime.errors import SanrtError
 from sanrt.runtime.images import load_image
 from sanrt.runtime.machine import cpu_flags, machine_slug
@@ -48,9 +49,9 @@ from sanrt.runtime.vocabulary import dataset_vocabulary
 ROOT = Path(__file__).resolve().parents[1]
 VOCABS = {20: lambda: dataset_vocabulary("voc20"), 150: lambda: dataset_vocabulary("ade150"),
           847: lambda: dataset_vocabulary("ade847")}
-RUNTIME_PATHS = {  # name: (backend, image-graph precision)
+RUNTIME_PATHS = {  # name (after the precision it runs): (backend, image-graph precision)
     "ort-fp32": ("onnxruntime", "fp32"),
-    "ort-int8": ("onnxruntime", "int8dyn"),
+    "ort-int8dyn": ("onnxruntime", "int8dyn"),
     "ort-fp16": ("onnxruntime", "fp16"),  # needs an export made with --precision fp16 (the GPU graph, proven on CPU)
     "ov-fp32": ("openvino", "fp32"),
     "ov-bf16": ("openvino", "bf16"),
@@ -79,18 +80,18 @@ class TorchPath:
             self.compile_s = time.perf_counter() - t  # lazy: the first calls compile, see warm-up
 
     def set_vocabulary(self, names):
-        self.seg.set_vocabulary(names)
+        self.vocab = self.seg.vocabulary(names)
 
     def encode(self, images):
         with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.autocast):
             enc = self.seg.encode_images(images)
-            enc["logits"] = SAN.classify(enc["mask_emb"], self.seg.weight)
+            enc["logits"] = SAN.classify(enc["mask_emb"], self.vocab.class_weights)
         enc["mask_emb"] = enc["mask_emb"].float()
-        enc["mask_preds"] = enc["mask_preds"].float()
+        enc["mask_logits"] = enc["mask_logits"].float()
         return enc
 
     def finish(self, enc):
-        return self.seg.classify(enc)
+        return self.seg.classify(enc, self.vocab)
 
 
 class RuntimePath:
@@ -103,16 +104,16 @@ class RuntimePath:
         self.seg = Segmenter(export_dir, backend=backend, precision=precision, device="cpu", threads=threads,
                              cache_dir=ROOT / "out" / "vocab_cache")
 
-    def set_vocabulary(self, names):
-        self.seg.set_vocabulary(names)
+    def set_vocabulary(self, names, use_cache: bool = True):
+        self.vocab = self.seg.vocabulary(names, use_cache)
 
     def encode(self, images):
         enc = self.seg.encode_images(images)
-        enc.logits = self.seg.head_graph.infer({"mask_emb": enc.mask_emb, "class_weights": self.seg.class_weights})
+        enc.logits = self.seg.head_graph.infer({"mask_emb": enc.mask_emb, "class_weights": self.vocab.class_weights})
         return enc
 
     def finish(self, enc):
-        return self.seg.classify(enc)
+        return self.seg.classify(enc, self.vocab)
 
 
 # ---- measurement ----------------------------------------------------------------------------------
@@ -146,10 +147,8 @@ def accuracy(paths: list, ref_path: TorchPath, photos: dict) -> dict:
             r = p.finish(p.encode([img]))[0]
             ours = r.labels if hasattr(r, "labels") else r["labels"]
             emb = r.mask_emb if hasattr(r, "mask_emb") else r["mask_emb"]
-            ref_emb = refs[n]["mask_emb"]
-            agree.append(float((ours == refs[n]["labels"]).mean()))
-            c = (emb * ref_emb).sum(-1) / (np.linalg.norm(emb, axis=-1) * np.linalg.norm(ref_emb, axis=-1))
-            cos.append(float(c.min()))
+            agree.append(label_agreement(ours, refs[n]["labels"]))
+            cos.append(cosine_min(emb, refs[n]["mask_emb"]))
         out[p.name] = {"label_agreement": float(np.mean(agree)), "label_agreement_min": min(agree),
                        "mask_emb_cosine_min": min(cos)}
     return out
@@ -164,7 +163,7 @@ def end_to_end_split(path: RuntimePath, img: np.ndarray, out_dir: Path, runs: in
         t0 = time.perf_counter()
         im = load_image(src)
         t1 = time.perf_counter()
-        r = path.seg.segment([im])[0]
+        r = path.seg.segment([im], path.vocab)[0]
         t2 = time.perf_counter()
         label_png(r.labels).save(out_dir / "e2e_labels.png")
         t3 = time.perf_counter()
@@ -265,9 +264,10 @@ def parse_hw(s: str) -> tuple[int, int]:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_arguments(ap)
-    ap.add_argument("--export", type=Path, help="export folder (default out/onnx/<name>; made if needed)")
+    ap.add_argument("--engine", "--export", dest="engine", type=Path,
+                    help="export folder (default out/onnx/<name>; made if needed)")
     ap.add_argument("--engines", type=Path, help="a TensorRT engine folder: adds the 'trt' and 'trt-cudagraph' paths (GPU)")
-    ap.add_argument("--paths", default="torch-fp32,torch-bf16,ort-fp32,ort-int8,ov-fp32,ov-bf16,ov-int8,ov-int8-bf16")
+    ap.add_argument("--paths", default="torch-fp32,torch-bf16,ort-fp32,ort-int8dyn,ov-fp32,ov-bf16,ov-int8,ov-int8-bf16")
     ap.add_argument("--compile", action="store_true", help="add torch.compile (slow to compile)")
     ap.add_argument("--size", default="640x640", help="main comparison input HxW")
     ap.add_argument("--k", type=int, default=150, choices=sorted(VOCABS), help="main comparison vocabulary size")
@@ -277,15 +277,17 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="main comparison only, no sweeps")
     ap.add_argument("--sweep-runs", type=int, default=3)
     ap.add_argument("--results", type=Path, help="report folder (default benchmarks/results/<machine>)")
+    ap.add_argument("--verbose", action="store_true", help="show NNCF's and the backends' own log messages")
     args = ap.parse_args(argv)
+    logs.setup(args.verbose)
     torch.set_num_threads(args.threads)
-    name = args.preset or args.config.parent.name
-    export_dir = args.export or ROOT / "out" / "onnx" / name
+    name = model_name(args)
+    export_dir = args.engine or ROOT / "out" / "onnx" / name
     results = args.results or ROOT / "benchmarks" / "results" / machine_slug()
     results.mkdir(parents=True, exist_ok=True)
     load_before = os.getloadavg()
     try:
-        model, weights_desc = build_model(args)
+        model, weights_desc = model_from_args(args)
         try:
             m = Manifest.load(export_dir)
             fresh = m["weights"] != weights_desc
@@ -349,22 +351,19 @@ def main(argv=None) -> int:
             rep["vocabulary"] = {}
             for k in sorted(VOCABS):
                 names = VOCABS[k]()
-                best.seg.set_vocabulary(names, use_cache=False)
-                text_new = best.seg.vocab_timing["text_s"]
-                best.seg.set_vocabulary(names, use_cache=True)
-                best.seg.set_vocabulary(names, use_cache=True)
-                text_cached = best.seg.vocab_timing["text_s"]
+                text_new = best.seg.vocabulary(names, use_cache=False).text_s
+                best.seg.vocabulary(names)
+                text_cached = best.seg.vocabulary(names).text_s
                 log(f"timing vocabulary K={k}")
                 t = interleaved([best], input_of(photos, hw, 1), args.sweep_runs, 1)[best.name]["median_s"]
                 rep["vocabulary"][k] = {"model_median_s": t, "text_new_s": text_new, "text_cached_s": text_cached}
-            best.seg.set_vocabulary(vocab)
             rep["e2e"] = {"path": best.name, "stages": end_to_end_split(best, photos["coffee"], results, args.sweep_runs)}
         rep["loadavg_after"] = [round(v, 2) for v in os.getloadavg()]
         rep["platform"] = platform.platform()
     except (SanrtError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    choice.record(export_dir, {  # engines are chosen by passing them, not automatically
+    choice.record(Manifest.load(export_dir), {  # engines are chosen by passing them, not automatically
         p.name: {"backend": RUNTIME_PATHS[p.name][0], "precision": RUNTIME_PATHS[p.name][1],
                  "median_s": main_t[p.name]["median_s"], **acc[p.name]}
         for p in paths if isinstance(p, RuntimePath) and p.name in RUNTIME_PATHS}, source=f"benchmarks/fps.py {rep['date']}, {main_label}")

@@ -17,16 +17,12 @@ from importlib.metadata import version
 from pathlib import Path
 
 import torch
-from PIL import Image
-from sanrt.export.onnx_export import export
+from sanrt.export import build_model, export
 from sanrt.export.parity import compare, machine_info, sample_photos
-from sanrt.export.to_onnx import build_model
-from sanrt.model import SAN, CheckpointError
+from sanrt.model import SAN
 from sanrt.model.pipeline import TorchSegmenter
-from sanrt.runtime import infer
-from sanrt.runtime.errors import SanrtError
+from sanrt.runtime import SanrtError, Segmenter, SegmentationWriter, check_vocabulary
 from sanrt.runtime.manifest import Manifest
-from sanrt.runtime.segmenter import Segmenter
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_VOCAB = ["person", "cat", "cup", "coffee", "table", "sky", "grass", "building", "wall", "floor",
@@ -42,8 +38,9 @@ def load_model(checkpoint: Path) -> tuple[SAN, str]:
     if not checkpoint.is_file():
         print(f"(no checkpoint at {checkpoint}; put the released san_vit_b_16.pth there, see models/README.md)",
               file=sys.stderr)
-    return build_model(argparse.Namespace(config=None, preset="vit_b_16", seed=0, checkpoint=checkpoint,
-                                          random_init=not checkpoint.is_file()))
+    if checkpoint.is_file():
+        return build_model("vit_b_16", checkpoint=checkpoint)
+    return build_model("vit_b_16", random_init=True)
 
 
 def ensure_export(model: SAN, weights: str, folder: Path) -> None:
@@ -75,52 +72,51 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--checkpoint", type=Path, default=ROOT / "models" / "san_vit_b_16.pth")
     ap.add_argument("--out", type=Path, default=ROOT / "out" / "main_job")
-    ap.add_argument("--export", type=Path, default=ROOT / "out" / "onnx" / "vit_b_16")
+    ap.add_argument("--engine", "--export", dest="engine", type=Path, default=ROOT / "out" / "onnx" / "vit_b_16",
+                    help="export folder (made or reused)")
     ap.add_argument("--vocab", default=",".join(DEFAULT_VOCAB), help="comma-separated class names")
     ap.add_argument("--runs", type=int, default=3, help="timed runs per photo and path (after one warm-up)")
     args = ap.parse_args(argv)
     torch.set_grad_enabled(False)
     try:
-        model, weights = load_model(args.checkpoint)
-        ensure_export(model, weights, args.export)
-
-        # 1. The runtime on photos, through the same CLI users run.
+        names = check_vocabulary(args.vocab.split(","))
+        writer = SegmentationWriter(args.out)
         photos = sample_photos()
-        photo_dir = args.out / "photos"
-        photo_dir.mkdir(parents=True, exist_ok=True)
+        writer.plan(list(photos))
+        model, weights = load_model(args.checkpoint)
+        ensure_export(model, weights, args.engine)
+
+        # 1. The runtime on photos: ONNX Runtime FP32 on the CPU, the reference path.
+        seg = Segmenter(args.engine, backend="onnxruntime", device="cpu")
+        log("the runtime on the sample photos")
+        vocab = seg.vocabulary(names, use_cache=False)
         for name, img in photos.items():
-            Image.fromarray(img).save(photo_dir / f"{name}.png")
-        log("runtime/infer.py on the sample photos")
-        code = infer.main(["--engine", str(args.export), "--image", str(photo_dir), "--vocab", args.vocab,
-                           "--out", str(args.out), "--device", "cpu", "--no-cache"])
-        if code:
-            return code
+            [r] = seg.segment([img], vocab)
+            writer.write(name, img, r, {"image": f"skimage.data.{name}()", "backend": seg.backend,
+                                        "precision": seg.precision, "timings_s": r.timings})
 
         # 2. Parity: the same photos and vocabulary through PyTorch and the export.
-        seg = Segmenter(args.export, device="cpu")
-        names = args.vocab.split(",")
         log("parity against PyTorch")
         parity = compare(model, seg, photos, {str(len(names)): names}, random_sizes=(), batches=(),
                          progress=lambda s: None)
-        parity.info = {"title": "SAN ViT-B/16, FP32, ONNX Runtime (CPU) vs PyTorch (CPU), sample photos",
-                       "machine": machine_info(), "weights": weights, "backend": "onnxruntime CPUExecutionProvider"}
-        (args.out / "parity.md").write_text(parity.to_markdown())
+        parity.info = {"machine": machine_info(), "weights": weights, "backend": "onnxruntime CPUExecutionProvider"}
+        (args.out / "parity.md").write_text(
+            parity.to_markdown("SAN ViT-B/16, FP32, ONNX Runtime (CPU) vs PyTorch (CPU), sample photos"))
         (args.out / "parity.json").write_text(parity.to_json())
 
         # 3. Speed: the same photos, warm-up then median of --runs, both paths in this one run.
         ref = TorchSegmenter(model)
-        ref.set_vocabulary(names)
-        seg.set_vocabulary(names, use_cache=False)
+        ref_vocab = ref.vocabulary(names)
         rows = []
         for name, img in photos.items():
             log(f"timing {name}")
-            t_torch = median_time(lambda: ref.segment([img]), args.runs)
-            t_ort = median_time(lambda: seg.segment([img]), args.runs)
-            stages = seg.segment([img])[0].timings
+            t_torch = median_time(lambda: ref.segment([img], ref_vocab), args.runs)
+            t_ort = median_time(lambda: seg.segment([img], vocab), args.runs)
+            stages = seg.segment([img], vocab)[0].timings
             rows.append({"photo": name, "size": f"{img.shape[1]}x{img.shape[0]}", "pytorch_s": t_torch,
                          "runtime_s": t_ort, "speedup": t_torch / t_ort,
                          "stages_s": {k: v for k, v in stages.items() if k.endswith("_s")}})
-    except (CheckpointError, SanrtError, ValueError) as e:
+    except (SanrtError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 

@@ -2,10 +2,10 @@
 square and non-square, batch 1 and 2, vocabularies of K = 1, 10, 171, 847 classes.
 
     python benchmarks/parity.py --preset vit_b_16 --random-init          # full ViT-B/16
-    python benchmarks/parity.py --config ../shared/reference/tiny_dev/tiny_config.json \\
-        --checkpoint ../shared/reference/tiny_dev/checkpoint.pth
+    python benchmarks/parity.py --config tests/data/official/tiny_dev/tiny_config.json \\
+        --checkpoint tests/data/official/tiny_dev/checkpoint.pth
 
-Exports into --export (default out/onnx/<name>) unless --reuse-export, then writes
+Exports into --engine (default out/onnx/<name>) unless --reuse-export, then writes
 parity_<name>.md and .json under --results (default benchmarks/results/<machine>/). Exit 1 when
 any output's err / max|ref| > 1e-4 or label agreement < 99.99 %.
 """
@@ -17,10 +17,9 @@ import time
 from pathlib import Path
 
 import torch
+from sanrt.export.models import add_model_arguments, model_from_args, model_name
 from sanrt.export.onnx_export import export
 from sanrt.export.parity import compare, machine_info, sample_photos
-from sanrt.export.to_onnx import add_model_arguments, build_model
-from sanrt.model import CheckpointError
 from sanrt.runtime.errors import SanrtError
 from sanrt.runtime.machine import machine_slug
 from sanrt.runtime.segmenter import Segmenter
@@ -45,20 +44,20 @@ def vocabularies(ks) -> dict:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_arguments(ap)
-    ap.add_argument("--export", type=Path, help="export folder (default out/onnx/<name>)")
-    ap.add_argument("--reuse-export", action="store_true", help="use --export as it is")
+    ap.add_argument("--engine", "--export", dest="engine", type=Path, help="export folder (default out/onnx/<name>)")
+    ap.add_argument("--reuse-export", action="store_true", help="use --engine as it is")
     ap.add_argument("--results", type=Path, help="report folder (default benchmarks/results/<machine>)")
     ap.add_argument("--ks", default="1,10,171,847", help="vocabulary sizes")
     ap.add_argument("--sizes", default="640x640,640x864", help="random-input sizes HxW")
     ap.add_argument("--batches", default="1,2")
     ap.add_argument("--no-photos", action="store_true")
     args = ap.parse_args(argv)
-    name = args.preset or args.config.parent.name
-    export_dir = args.export or ROOT / "out" / "onnx" / name
+    name = model_name(args)
+    export_dir = args.engine or ROOT / "out" / "onnx" / name
     results = args.results or ROOT / "benchmarks" / "results" / machine_slug()
     log = lambda s: print(f"[{time.strftime('%H:%M:%S')}] {s}", file=sys.stderr, flush=True)  # noqa: E731
     try:
-        model, weights_desc = build_model(args)
+        model, weights_desc = model_from_args(args)
         if not args.reuse_export:
             export(model, export_dir, weights_desc, progress=log)
         seg = Segmenter(export_dir, backend="onnxruntime", device="cpu")
@@ -68,14 +67,14 @@ def main(argv=None) -> int:
         res = compare(model, seg, {} if args.no_photos else sample_photos(),
                       vocabularies([int(k) for k in args.ks.split(",")]), sizes,
                       [int(b) for b in args.batches.split(",")], progress=log)
-    except (CheckpointError, SanrtError, ValueError) as e:
+    except (SanrtError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     res.info = {"title": f"{name}, FP32, ONNX Runtime (CPU) vs PyTorch (CPU)", "machine": machine_info(),
                 "weights": weights_desc, "backend": "onnxruntime CPUExecutionProvider", "export": str(export_dir)}
     results.mkdir(parents=True, exist_ok=True)
     (results / f"parity_{name}.json").write_text(res.to_json())
-    (results / f"parity_{name}.md").write_text(res.to_markdown())
+    (results / f"parity_{name}.md").write_text(res.to_markdown(f"Export parity: {res.info['title']}"))
     s = res.summary()
     print(f"parity {name}: {'PASS' if s['ok'] else 'FAIL'}; worst err/max|ref| {s['worst_rel_err']:.2e} "
           f"({s['worst_rel_output']}); lowest label agreement {s['min_label_agreement']:.4%} "

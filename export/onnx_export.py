@@ -23,6 +23,7 @@ import torch
 from sanrt.model import SAN, SANConfig
 from sanrt.model.ops import explicit_layer_norm
 from sanrt.runtime.manifest import FORMAT, MANIFEST, Manifest, sha256_file
+from sanrt.runtime.outputs import write_atomic
 from sanrt.runtime.tokenizer import DEFAULT_BPE
 from torch import nn
 
@@ -40,6 +41,15 @@ class ExportRanges:
     multiple: int = 32
     classes: tuple[int, int] = (1, 1024)  # K, without the background row
     texts: tuple[int, int] = (1, 4096)  # text-graph batch N
+
+    def __post_init__(self):
+        """Refuse ranges that admit no input (an export that would refuse everything)."""
+        for name in ("batch", "side", "classes", "texts"):
+            lo, hi = getattr(self, name)
+            if not 1 <= lo <= hi:
+                raise ValueError(f"export range {name} {lo}..{hi} admits nothing (need 1 <= min <= max)")
+        if self.multiple < 1 or self.side[1] < self.multiple:
+            raise ValueError(f"the largest side {self.side[1]} is under the size multiple {self.multiple}")
 
 
 class _ImageGraph(nn.Module):
@@ -189,5 +199,5 @@ def export(model: SAN, out: str | Path, weights: str, ranges: ExportRanges = Exp
                             "onnxslim": onnxslim.__version__},
         "sha256": {f: sha256_file(out / f) for f in files},
     })
-    (out / MANIFEST).write_text(json.dumps(manifest.data, indent=1, sort_keys=True) + "\n")
+    write_atomic(out / MANIFEST, lambda f: f.write_text(json.dumps(manifest.data, indent=1, sort_keys=True) + "\n"))
     return manifest

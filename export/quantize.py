@@ -1,7 +1,7 @@
 """INT8 image graphs for CPUs, added to an existing export folder (manifest updated).
 
-    python export/quantize.py --export out/onnx/vit_b_16                 # NNCF static INT8 (QDQ ONNX)
-    python export/quantize.py --export out/onnx/vit_b_16 --method dynamic  # ONNX Runtime dynamic INT8
+    python export/quantize.py --engine out/onnx/vit_b_16                 # NNCF static INT8 (QDQ ONNX)
+    python export/quantize.py --engine out/onnx/vit_b_16 --method dynamic  # ONNX Runtime dynamic INT8
 
 `static`: NNCF post-training quantisation of image.onnx (transformer preset; the side adapter and
 mask decoder kept in floating point) with a small calibration set -> image_int8.onnx, a QDQ ONNX
@@ -18,8 +18,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+from sanrt.runtime import logs
 from sanrt.runtime.errors import SanrtError
 from sanrt.runtime.manifest import MANIFEST, Manifest, sha256_file
+from sanrt.runtime.outputs import write_atomic
 from sanrt.runtime.preprocess import pad_batch, prepare
 
 VARIANT_FILES = {"static": ("int8", "image_int8.onnx"), "dynamic": ("int8dyn", "image_int8dyn.onnx")}
@@ -92,23 +94,25 @@ def add_variant(export_dir: Path, method: str, n_images: int = 8, progress=print
     data["graphs"]["image"].setdefault("variants", {})[precision] = name
     data["sha256"][name] = sha256_file(export_dir / name)
     data.setdefault("quantization", {})[precision] = {**settings, "seconds": round(time.perf_counter() - t, 1)}
-    (export_dir / MANIFEST).write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+    write_atomic(export_dir / MANIFEST, lambda f: f.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n"))
     return precision
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--export", type=Path, required=True, help="an sanrt export folder")
+    ap.add_argument("--engine", "--export", dest="engine", type=Path, required=True, help="an sanrt export folder")
     ap.add_argument("--method", choices=sorted(VARIANT_FILES), default="static")
     ap.add_argument("--calibration-images", type=int, default=8)
+    ap.add_argument("--verbose", action="store_true", help="show NNCF's and the backends' own log messages")
     args = ap.parse_args(argv)
+    logs.setup(args.verbose)
     try:
-        precision = add_variant(args.export, args.method, args.calibration_images,
+        precision = add_variant(args.engine, args.method, args.calibration_images,
                                 progress=lambda s: print(s, file=sys.stderr))
     except SanrtError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(f"added the {precision} image graph to {args.export}")
+    print(f"added the {precision} image graph to {args.engine}")
     return 0
 
 

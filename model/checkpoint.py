@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import torch
+from sanrt.runtime.errors import SanrtError
 
 # Official keys that carry nothing for inference.
 _DROPPED_PREFIXES = (
@@ -15,7 +16,7 @@ _DROPPED_PREFIXES = (
 _DROPPED_KEYS = ("ov_classifier.attn_mask",)
 
 
-class CheckpointError(ValueError):
+class CheckpointError(SanrtError, ValueError):
     """The checkpoint cannot be read or does not fit the model."""
 
 

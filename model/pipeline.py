@@ -1,6 +1,9 @@
 """SAN end to end in PyTorch: original RGB image + class names -> label map (the baseline that
-exports are measured against)."""
+exports are measured against). The same stateless shape as sanrt.runtime.Segmenter: a vocabulary
+is a value, made once and passed to each call."""
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import numpy as np
 import open_clip
@@ -12,17 +15,20 @@ from .postprocess import semantic_inference
 from .san import SAN
 
 
+class TorchVocabulary(NamedTuple):
+    names: tuple[str, ...]
+    class_weights: torch.Tensor  # [K+1, D]: templates averaged, background row, logit scale
+
+
 class TorchSegmenter:
     def __init__(self, model: SAN):
         self.model = model.eval()
-        self.names: list[str] = []
-        self.weight = None
 
     @torch.no_grad()
-    def set_vocabulary(self, names) -> None:
-        self.names = check_vocabulary(names)
-        ids = torch.stack([open_clip.tokenize([t.format(n) for n in self.names]) for t in self.model.cfg.templates])
-        self.weight = self.model.classifier_weight(self.model.class_embeddings(ids))
+    def vocabulary(self, names) -> TorchVocabulary:
+        names = check_vocabulary(names)
+        ids = torch.stack([open_clip.tokenize([t.format(n) for n in names]) for t in self.model.cfg.templates])
+        return TorchVocabulary(tuple(names), self.model.classifier_weight(self.model.class_embeddings(ids)))
 
     @torch.no_grad()
     def encode_images(self, images_hwc_u8: list[np.ndarray]) -> dict:
@@ -30,22 +36,22 @@ class TorchSegmenter:
         cfg = self.model.cfg
         chws = [prepare(im, cfg.min_size, cfg.max_size) for im in images_hwc_u8]
         batch, sizes = pad_batch(chws, cfg.size_divisibility)
-        mask_preds, mask_emb = self.model(torch.from_numpy(batch), torch.from_numpy(sizes))
+        mask_logits, mask_emb = self.model(torch.from_numpy(batch), torch.from_numpy(sizes))
         return {"padded_hw": batch.shape[-2:], "image_hw": [c.shape[1:] for c in chws],
-                "orig_hw": [im.shape[:2] for im in images_hwc_u8], "mask_preds": mask_preds, "mask_emb": mask_emb}
+                "orig_hw": [im.shape[:2] for im in images_hwc_u8], "mask_logits": mask_logits, "mask_emb": mask_emb}
 
     @torch.no_grad()
-    def classify(self, enc: dict) -> list[dict]:
-        """Image-graph outputs + the current vocabulary -> per image scores, labels and raw outputs."""
-        logits = SAN.classify(enc["mask_emb"], self.weight)
+    def classify(self, enc: dict, vocab: TorchVocabulary) -> list[dict]:
+        """Image-graph outputs + a vocabulary -> per image scores, labels and raw outputs."""
+        logits = SAN.classify(enc["mask_emb"], vocab.class_weights)
         out = []
         for i, orig_hw in enumerate(enc["orig_hw"]):
-            scores = semantic_inference(logits[i], enc["mask_preds"][i], enc["padded_hw"], enc["image_hw"][i], orig_hw)
+            scores = semantic_inference(logits[i], enc["mask_logits"][i], enc["padded_hw"], enc["image_hw"][i], orig_hw)
             out.append({"scores": scores.numpy(), "labels": scores.argmax(0).numpy().astype(np.int32),
-                        "mask_preds": enc["mask_preds"][i].numpy(), "mask_emb": enc["mask_emb"][i].numpy(),
-                        "mask_logits": logits[i].numpy()})
+                        "mask_logits": enc["mask_logits"][i].numpy(), "mask_emb": enc["mask_emb"][i].numpy(),
+                        "class_logits": logits[i].numpy()})
         return out
 
-    def segment(self, images_hwc_u8: list[np.ndarray]) -> list[dict]:
+    def segment(self, images_hwc_u8: list[np.ndarray], vocab: TorchVocabulary) -> list[dict]:
         """Batch of original RGB images -> per image {'scores' [K,H0,W0], 'labels' [H0,W0], raw outputs}."""
-        return self.classify(self.encode_images(images_hwc_u8))
+        return self.classify(self.encode_images(images_hwc_u8), vocab)

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 
 def semantic_inference(
-    mask_logits: torch.Tensor, mask_preds: torch.Tensor, padded_hw, image_hw, out_hw
+    class_logits: torch.Tensor, mask_logits: torch.Tensor, padded_hw, image_hw, out_hw
 ) -> torch.Tensor:
     """One image: class logits [Q, K+1] and mask logits [Q, h, w] -> scores [K, H0, W0].
 
@@ -15,9 +15,9 @@ def semantic_inference(
     original size (detectron2 sem_seg_postprocess, before inference); then
     softmax over classes without background x sigmoid(mask), summed over queries.
     """
-    m = F.interpolate(mask_preds[None], size=tuple(padded_hw), mode="bilinear", align_corners=False)
+    m = F.interpolate(mask_logits[None], size=tuple(padded_hw), mode="bilinear", align_corners=False)
     m = m[:, :, : image_hw[0], : image_hw[1]]
     m = F.interpolate(m, size=tuple(out_hw), mode="bilinear", align_corners=False)[0]
-    cls = F.softmax(mask_logits, dim=-1)[..., :-1]
+    cls = F.softmax(class_logits, dim=-1)[..., :-1]
     q, hh, ww = m.shape
     return torch.matmul(cls.t(), m.sigmoid().reshape(q, hh * ww)).reshape(-1, hh, ww)

@@ -7,12 +7,12 @@ with what the official code recorded.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import open_clip
 import torch
+from sanrt.runtime.compare import FP32, Comparison
 from sanrt.runtime.preprocess import pad_batch, prepare
 from sanrt.runtime.vocabulary import read_vocabulary_file
 
@@ -21,57 +21,8 @@ from .config import SANConfig, from_fixture_config
 from .postprocess import semantic_inference
 from .san import SAN
 
-REL_BOUND = 1e-4
-AGREEMENT_BOUND = 0.9999
-
-
-@dataclass
-class StageError:
-    image: str
-    stage: str
-    max_abs: float
-    max_ref: float
-
-    @property
-    def rel(self) -> float:
-        return self.max_abs / self.max_ref if self.max_ref > 0 else self.max_abs
-
-
-@dataclass
-class ParityReport:
-    rows: list[StageError] = field(default_factory=list)
-    pixels: int = 0
-    agreeing: int = 0
-    images: int = 0
-
-    @property
-    def label_agreement(self) -> float:
-        return self.agreeing / self.pixels if self.pixels else 0.0
-
-    @property
-    def worst(self) -> StageError | None:
-        return max(self.rows, key=lambda r: r.rel, default=None)
-
-    @property
-    def ok(self) -> bool:
-        w = self.worst
-        return w is not None and w.rel <= REL_BOUND and self.label_agreement >= AGREEMENT_BOUND
-
-    def summary(self) -> dict:
-        w = self.worst
-        return {
-            "images": self.images,
-            "worst_stage": f"{w.image}:{w.stage}" if w else None,
-            "worst_rel_err": w.rel if w else None,
-            "label_agreement": self.label_agreement,
-        }
-
-    def table(self) -> str:
-        lines = [f"{'image':<14} {'stage':<26} {'max abs err':>12} {'err/max|ref|':>13}"]
-        for r in self.rows:
-            flag = "" if r.rel <= REL_BOUND else "  <-- over bound"
-            lines.append(f"{r.image:<14} {r.stage:<26} {r.max_abs:12.3e} {r.rel:13.3e}{flag}")
-        return "\n".join(lines)
+# The fixtures keep the official tensor names; two of them mean other tensors in sanrt.
+OFFICIAL_NAMES = {"mask_preds": "mask_logits", "mask_logits": "class_logits"}
 
 
 def _np(t) -> np.ndarray:
@@ -104,13 +55,14 @@ def text_stages(model: SAN, names: list[str]) -> dict:
 
 @torch.no_grad()
 def image_stages(model: SAN, text: dict, orig: np.ndarray, extra_clip_outputs: tuple = ()) -> dict:
-    """Every stage the official fixtures record, computed by sanrt from one original RGB image."""
+    """Every stage the official fixtures record, computed by sanrt from one original RGB image, under
+    the official names (see OFFICIAL_NAMES)."""
     cfg = model.cfg
     chw = prepare(orig, cfg.min_size, cfg.max_size)
     batch, sizes = pad_batch([chw], cfg.size_divisibility)
     s = model.forward_stages(torch.from_numpy(batch), torch.from_numpy(sizes), extra_clip_outputs)
     logits = SAN.classify(s["mask_emb"], text["_weight"])
-    sem_seg = semantic_inference(logits[0], s["mask_preds"][0], batch.shape[-2:], chw.shape[1:], orig.shape[:2])
+    sem_seg = semantic_inference(logits[0], s["mask_logits"][0], batch.shape[-2:], chw.shape[1:], orig.shape[:2])
     L = cfg.feature_last_layer
     return {
         "model_input_chw_u8": chw,
@@ -121,7 +73,7 @@ def image_stages(model: SAN, text: dict, orig: np.ndarray, extra_clip_outputs: t
         **{k: v for k, v in text.items() if not k.startswith("_")},
         "side_query": s["side_query"],
         "side_pix": s["side_pix"],
-        "mask_preds": s["mask_preds"],
+        "mask_preds": s["mask_logits"],
         "attn_bias_side": s["attn_bias_side"],
         "attn_bias_clip": s["attn_bias_clip"],
         "mask_emb": s["mask_emb"],
@@ -131,8 +83,9 @@ def image_stages(model: SAN, text: dict, orig: np.ndarray, extra_clip_outputs: t
     }
 
 
-def check_fixture(folder: str | Path, progress=None) -> ParityReport:
-    """Run sanrt on every image of a fixture folder and compare every stage its npz files hold."""
+def check_fixture(folder: str | Path, progress=None) -> Comparison:
+    """Run sanrt on every image of a fixture folder and compare every stage its npz files hold
+    (rows named image / sanrt's name of the stage), then the label maps."""
     folder = Path(folder)
     if not (folder / "tiny_config.json").is_file():
         raise FileNotFoundError(f"{folder} is not a fixture folder (no tiny_config.json)")
@@ -141,9 +94,10 @@ def check_fixture(folder: str | Path, progress=None) -> ParityReport:
         raise FileNotFoundError(f"{folder} holds no <image>.npz files")
     model, cfg = load_fixture_model(folder)
     text = text_stages(model, read_vocabulary_file(folder / "vocabulary.txt"))
-    report = ParityReport()
+    report = Comparison(FP32, info={"title": f"sanrt's PyTorch SAN vs the official SAN: {folder.name}",
+                                    "images": len(npz_files)})
     for path in npz_files:
-        ref = np.load(path)
+        ref = np.load(path, allow_pickle=False)
         extra = tuple(int(m.group(1)) for k in ref.files if (m := re.fullmatch(r"clip_feat_(\d+)", k)))
         ours = image_stages(model, text, ref["orig_image_hwc_u8"], extra)
         for stage in ref.files:
@@ -151,15 +105,8 @@ def check_fixture(folder: str | Path, progress=None) -> ParityReport:
                 continue
             if stage not in ours:
                 raise KeyError(f"{path.name}: unknown stage {stage!r}")
-            r = ref[stage].astype(np.float64)
-            o = _np(ours[stage]).astype(np.float64)
-            if o.shape != r.shape:
-                raise ValueError(f"{path.name}:{stage}: sanrt shape {o.shape} != official {r.shape}")
-            report.rows.append(StageError(path.stem, stage, float(np.abs(o - r).max()), float(np.abs(r).max())))
-        labels = _np(ours["label_map"])
-        report.pixels += labels.size
-        report.agreeing += int((labels == ref["label_map"]).sum())
-        report.images += 1
+            report.tensors(path.stem, OFFICIAL_NAMES.get(stage, stage), _np(ours[stage]), ref[stage])
+        report.labels(path.stem, _np(ours["label_map"]), ref["label_map"])
         if progress:
             progress(path.stem)
     return report

@@ -156,19 +156,19 @@ class SAN(nn.Module):
         clip_in = self.clip_input(images)
         feats, tokens, clip_hw = self.clip_features(clip_in, extra_clip_outputs)
         query, pix = self.side_adapter(images, feats)
-        mask_preds, bias = self.side_adapter.mask_decoder(query, pix)
+        mask_logits, bias = self.side_adapter.mask_decoder(query, pix)
         pooled = self.pool_attn_bias(bias, clip_hw)
         mask_emb = self.recognize(tokens, pooled)
         return dict(
             images_tensor=images, clip_input=clip_in, clip_feats=feats, clip_tokens=tokens,
-            side_query=query, side_pix=pix, mask_preds=mask_preds, attn_bias_side=bias, attn_bias_clip=pooled,
+            side_query=query, side_pix=pix, mask_logits=mask_logits, attn_bias_side=bias, attn_bias_clip=pooled,
             mask_emb=mask_emb,
         )
 
     def forward(self, images_u8: torch.Tensor, sizes: torch.Tensor):
         """The image graph: (mask logits [B,Q,H/16,W/16], mask embeddings [B,Q,D])."""
         s = self.forward_stages(images_u8, sizes)
-        return s["mask_preds"], s["mask_emb"]
+        return s["mask_logits"], s["mask_emb"]
 
     # ---- text path --------------------------------------------------------------------------------
     def encode_text(self, token_ids: torch.Tensor) -> torch.Tensor:

@@ -125,15 +125,15 @@ class MLPMaskDecoder(nn.Module):
         self.bias_scaling = nn.Linear(1, 1)  # a learned scale and shift of the bias
 
     def forward(self, query, pix):
-        """query [B, Q, C], pix [B, C, h, w] -> mask_preds [B, Q, h, w], attn_bias [B, heads, Q, h, w]."""
+        """query [B, Q, C], pix [B, C, h, w] -> mask_logits [B, Q, h, w], attn_bias [B, heads, Q, h, w]."""
         q = self.query_mlp(query)
         p = self.pix_mlp(pix)
         b, e, h, w = p.shape
-        mask_preds = torch.matmul(q, p.flatten(2)).reshape(b, -1, h, w)
+        mask_logits = torch.matmul(q, p.flatten(2)).reshape(b, -1, h, w)
         a = self.attn_mlp(pix).reshape(b, self.heads, e, h * w)
         bias = torch.matmul(q.unsqueeze(1), a)  # [B, heads, Q, h*w]
         bias = bias * self.bias_scaling.weight[0, 0] + self.bias_scaling.bias[0]
-        return mask_preds, bias.reshape(b, self.heads, -1, h, w)
+        return mask_logits, bias.reshape(b, self.heads, -1, h, w)
 
 
 class SideAdapter(nn.Module):

@@ -3,29 +3,36 @@ outputs for one graph. Loading (sessions, engines) is kept apart from running, a
 """
 from __future__ import annotations
 
-import os
+import queue
 from pathlib import Path
 
 import numpy as np
 
 from .errors import BackendError
+from .runner import Runner
+
+# The backend x image-graph precision pairs that exist; anything else is refused in one line.
+# "int8" is the NNCF static QDQ graph, "int8dyn" ONNX Runtime's dynamic INT8 graph, "fp16" the FP16
+# graph with FP32 islands; "bf16" is OpenVINO's BF16 inference on the FP32 graph ("int8-bf16": the
+# INT8 graph, its float parts in BF16). TensorRT's precision is that of its engines.
+PRECISIONS = {
+    "onnxruntime": ("fp32", "fp16", "int8", "int8dyn"),
+    "openvino": ("fp32", "bf16", "int8", "int8-bf16"),
+    "tensorrt": ("fp16", "fp32"),
+}
 
 
-class Runner:
-    """One graph on one backend."""
-
-    backend = "?"
-
-    def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        raise NotImplementedError
-
-    @property
-    def device(self) -> str:
-        return "cpu"
+def check_pair(backend: str, precision: str) -> None:
+    """BackendError in one line for a backend or backend x precision pair that does not exist."""
+    if backend not in PRECISIONS:
+        raise BackendError(f"unknown backend {backend!r}; choose one of {', '.join(PRECISIONS)} (or auto)")
+    if precision not in PRECISIONS[backend]:
+        raise BackendError(f"{backend} has no {precision!r} path; it runs {', '.join(PRECISIONS[backend])}")
 
 
 class OnnxRuntimeRunner(Runner):
-    """ONNX Runtime: the CPU execution provider by default, CUDA when asked for (or 'auto' finds it)."""
+    """ONNX Runtime: the CPU execution provider by default, CUDA when asked for (or 'auto' finds it).
+    `InferenceSession.run` may be called from many threads at once (ONNX Runtime documents it)."""
 
     backend = "onnxruntime"
 
@@ -62,7 +69,9 @@ class OnnxRuntimeRunner(Runner):
 
 class OpenVinoRunner(Runner):
     """OpenVINO on CPU, reading the same ONNX. precision "bf16" runs BF16 where the CPU has it
-    (AVX512-BF16 / AMX); an INT8 graph (QDQ ONNX from NNCF) runs its quantised parts in INT8."""
+    (AVX512-BF16 / AMX); an INT8 graph (QDQ ONNX from NNCF) runs its quantised parts in INT8.
+    An infer request serves one call at a time: each call takes an idle one from a pool (a new one
+    when all are busy), so one runner serves many threads."""
 
     backend = "openvino"
     # precision -> OpenVINO's hint for the ops the graph file leaves in floating point
@@ -86,13 +95,21 @@ class OpenVinoRunner(Runner):
         except Exception as e:  # OpenVINO raises RuntimeError subclasses with long messages
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise BackendError(f"OpenVINO cannot load {path}: {first}") from None
-        self.request = self.compiled.create_infer_request()
+        self._idle: queue.SimpleQueue = queue.SimpleQueue()
+        self._idle.put(self.compiled.create_infer_request())
         self.outputs = [o.get_any_name() for o in self.compiled.outputs]
 
     def infer(self, feed):
-        res = self.request.infer(feed)
-        # the request owns its output buffers and reuses them: copy before the next call
-        return {name: np.array(res[self.compiled.output(name)]) for name in self.outputs}
+        try:
+            request = self._idle.get_nowait()
+        except queue.Empty:
+            request = self.compiled.create_infer_request()
+        try:
+            res = request.infer(feed)
+            # the request owns its output buffers and reuses them: copy before it serves another call
+            return {name: np.array(res[self.compiled.output(name)]) for name in self.outputs}
+        finally:
+            self._idle.put(request)
 
 
 def _tensorrt_runner(path, **options) -> Runner:
@@ -104,12 +121,7 @@ def _tensorrt_runner(path, **options) -> Runner:
 BACKENDS = {"onnxruntime": OnnxRuntimeRunner, "openvino": OpenVinoRunner, "tensorrt": _tensorrt_runner}
 
 
-def default_threads() -> int | None:
-    v = os.environ.get("SANRT_THREADS")
-    return int(v) if v else None
-
-
 def make_runner(backend: str, path: str | Path, **options) -> Runner:
     if backend not in BACKENDS:
-        raise BackendError(f"unknown backend {backend!r}; choose one of {sorted(BACKENDS)}")
+        raise BackendError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     return BACKENDS[backend](path, **options)

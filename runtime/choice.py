@@ -1,22 +1,29 @@
-"""The automatic backend choice: the fastest path whose accuracy was verified on this machine.
+"""The automatic backend choice: the fastest path whose accuracy was verified on this machine, with
+the very graphs the export holds now.
 
-benchmarks/fps.py records, in the export folder's verified.json, each path's median time and its
-accuracy against PyTorch FP32 (label agreement, mask-embedding cosine) together with the machine.
-`choose` picks the fastest recorded path that meets the accuracy bounds, runs here (its backend
-installed) and was measured on this kind of machine; otherwise ONNX Runtime FP32, the reference.
+benchmarks/fps.py records, in the export folder's verified.json, each path's median time, its
+accuracy against PyTorch FP32 (label agreement, mask-embedding cosine), the machine and the sha256
+of the graphs it ran. `choose` picks the fastest recorded path that meets the accuracy bounds, runs
+here (its backend installed), was measured on this kind of machine and whose graphs are unchanged
+(a re-export or a removed variant invalidates its entries); otherwise ONNX Runtime FP32.
 """
 from __future__ import annotations
 
 import importlib.util
 import json
-from pathlib import Path
+import logging
 
+from .backends import PRECISIONS
+from .errors import SanrtError
 from .machine import machine_slug
+from .manifest import Manifest
+from .outputs import write_atomic
 
 VERIFIED = "verified.json"
 MIN_LABEL_AGREEMENT = 0.99
 MIN_COSINE = 0.99
-_MODULES = {"onnxruntime": "onnxruntime", "openvino": "openvino", "tensorrt": "tensorrt"}
+FALLBACK = ("onnxruntime", "fp32")
+log = logging.getLogger("sanrt")
 
 
 def meets_bounds(acc: dict) -> bool:
@@ -24,27 +31,60 @@ def meets_bounds(acc: dict) -> bool:
     return acc["label_agreement"] >= MIN_LABEL_AGREEMENT and acc["mask_emb_cosine_min"] >= MIN_COSINE
 
 
-def record(export_dir: Path, paths: dict, source: str) -> None:
-    """paths: {name: {"backend", "precision", "median_s", "label_agreement", "mask_emb_cosine_min"}}."""
-    path = Path(export_dir) / VERIFIED
-    data = json.loads(path.read_text()) if path.is_file() else {}
-    data[machine_slug()] = {"source": source, "paths": paths}
-    path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+def graphs_of(manifest: Manifest, precision: str) -> dict:
+    """{file: sha256} of the graphs a path of this precision runs."""
+    return manifest.identity(manifest.image_graph(precision), manifest["graphs"]["text"]["file"],
+                             manifest["graphs"]["head"]["file"])
 
 
-def choose(export_dir: Path, available=None) -> tuple[str, str, str]:
+def _read(manifest: Manifest) -> dict:
+    path = manifest.folder / VERIFIED
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+        return data
+    except (ValueError, UnicodeDecodeError, OSError) as e:
+        log.warning(f"ignoring {path} (unreadable: {e}); the automatic choice falls back to ONNX Runtime FP32")
+        return {}
+
+
+def record(manifest: Manifest, paths: dict, source: str) -> None:
+    """paths: {name: {"backend", "precision", "median_s", "label_agreement", "mask_emb_cosine_min"}}.
+    Replaces this machine's entry; each path also records the sha256 of the graphs it ran."""
+    data = _read(manifest)
+    data[machine_slug()] = {"source": source,
+                            "paths": {n: {**p, "graphs": graphs_of(manifest, p["precision"])} for n, p in paths.items()}}
+    write_atomic(manifest.folder / VERIFIED, lambda f: f.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n"))
+
+
+def _valid(manifest: Manifest, p) -> bool:
+    """A recorded path that still describes this export: well formed, a pair that exists, same graphs."""
+    try:
+        if PRECISIONS.get(p["backend"]) is None or p["precision"] not in PRECISIONS[p["backend"]]:
+            return False
+        float(p["median_s"]), meets_bounds(p)
+        return graphs_of(manifest, p["precision"]) == p["graphs"]
+    except (SanrtError, KeyError, TypeError, ValueError):
+        return False
+
+
+def choose(manifest: Manifest, available=None) -> tuple[str, str, str]:
     """(backend, precision, why)."""
-    fallback = ("onnxruntime", "fp32")
-    path = Path(export_dir) / VERIFIED
-    entry = json.loads(path.read_text()).get(machine_slug()) if path.is_file() else None
-    if not entry:
-        return (*fallback, f"no verified measurements for this machine ({machine_slug()}) in {path.name}; "
+    entry = _read(manifest).get(machine_slug())
+    if not isinstance(entry, dict) or not isinstance(entry.get("paths"), dict):
+        return (*FALLBACK, f"no verified measurements for this machine ({machine_slug()}) in {VERIFIED}; "
                 "ONNX Runtime FP32 (run benchmarks/fps.py to measure the others)")
-    installed = available or {b for b, mod in _MODULES.items() if importlib.util.find_spec(mod) is not None}
-    ok = {n: p for n, p in entry["paths"].items() if p["backend"] in installed and meets_bounds(p)}
+    installed = available or {b for b in PRECISIONS if importlib.util.find_spec(b) is not None}
+    current = {n: p for n, p in entry["paths"].items() if _valid(manifest, p)}
+    ok = {n: p for n, p in current.items() if p["backend"] in installed and meets_bounds(p)}
     if not ok:
-        return (*fallback, "no measured path met the accuracy bounds here; ONNX Runtime FP32")
+        why = "no measured path met the accuracy bounds here" if current else \
+            "the measured graphs are no longer those of this export (re-exported or variant removed)"
+        return (*FALLBACK, f"{why}; ONNX Runtime FP32 (run benchmarks/fps.py again)")
     name, p = min(ok.items(), key=lambda kv: kv[1]["median_s"])
     return p["backend"], p["precision"], (
         f"{name}: fastest verified path on {machine_slug()} ({p['median_s']:.3f} s median, label agreement "
-        f"{p['label_agreement']:.2%}, mask-embedding cosine >= {p['mask_emb_cosine_min']:.4f}; {entry['source']})")
+        f"{p['label_agreement']:.2%}, mask-embedding cosine >= {p['mask_emb_cosine_min']:.4f}; {entry.get('source', '?')})")

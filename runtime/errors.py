@@ -1,4 +1,5 @@
-"""Errors the runtime reports as one clear line (the CLIs print them without a traceback)."""
+"""The one exception family for everything a user can cause (the CLIs print it as one `error:` line,
+exit code 2). Anything else that escapes is a bug in sanrt."""
 
 
 class SanrtError(Exception):
@@ -14,8 +15,16 @@ class ImageError(SanrtError):
 
 
 class BackendError(SanrtError):
-    """A backend that is not installed or cannot run here."""
+    """A backend that is not installed or cannot run here, or a backend x precision pair that does not exist."""
 
 
 class RangeError(SanrtError):
     """Input shapes outside what the export (or engine profile) covers."""
+
+
+class VocabularyError(SanrtError, ValueError):
+    """A vocabulary that cannot be used (empty, blank or duplicate names, an unreadable file)."""
+
+
+class OutputError(SanrtError):
+    """An output that cannot be written, or would replace a file this run did not write."""

@@ -13,6 +13,11 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import ImageError
 
+# Larger images are refused from the header, before decoding: a 120-megapixel RGB photo is 360 MB
+# decoded, and PIL's own guard (DecompressionBombError) would otherwise surface as a traceback.
+MAX_PIXELS = 120_000_000
+Image.MAX_IMAGE_PIXELS = None  # sanrt's limit above applies instead, with its own message
+
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm"}
 
 
@@ -50,7 +55,15 @@ def _pil_to_array(img: Image.Image) -> np.ndarray:
     return np.asarray(img.convert("RGB"))
 
 
+def _check_pixels(path: Path, img: Image.Image) -> None:
+    w, h = img.size
+    if w * h > MAX_PIXELS:
+        raise ImageError(f"{path} is {w}x{h} ({w * h / 1e6:.0f} megapixels), over sanrt's limit of "
+                         f"{MAX_PIXELS / 1e6:.0f}; downscale it first")
+
+
 def load_image(path: str | Path) -> np.ndarray:
+    """An image file -> RGB uint8 [H, W, 3], decoded whole (a truncated file is an ImageError)."""
     path = Path(path)
     if not path.exists():
         raise ImageError(f"image not found: {path}")
@@ -58,6 +71,7 @@ def load_image(path: str | Path) -> np.ndarray:
         raise ImageError(f"not a file: {path}")
     try:
         with Image.open(path) as img:
+            _check_pixels(path, img)
             img = ImageOps.exif_transpose(img)
             img.load()
             return _pil_to_array(img)
@@ -74,6 +88,7 @@ def image_size(path: str | Path) -> tuple[int, int]:
         raise ImageError(f"image not found: {path}")
     try:
         with Image.open(path) as img:
+            _check_pixels(path, img)
             w, h = img.size
             orientation = img.getexif().get(0x0112, 1)
     except UnidentifiedImageError:

@@ -5,7 +5,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from .errors import ExportFolderError
+from .errors import BackendError, ExportFolderError
 
 MANIFEST = "manifest.json"
 FORMAT = "sanrt-export/1"
@@ -17,6 +17,54 @@ def sha256_file(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def _pair(v) -> bool:
+    return isinstance(v, list) and len(v) == 2 and all(type(x) is int for x in v) and 0 <= v[0] <= v[1]
+
+
+# What the runtime reads from a manifest, and what each value must look like.
+_REQUIRED = {
+    ("graphs",): dict, ("ranges",): dict, ("input",): dict, ("templates",): list, ("tokenizer",): dict,
+    ("classifier",): dict, ("sha256",): dict,
+    ("ranges", "multiple"): int, ("ranges", "tokens"): int,
+    ("input", "min_size"): int, ("input", "max_size"): int,
+    ("tokenizer", "file"): str, ("classifier", "file"): str,
+}
+
+
+def validate(data) -> None:
+    """ExportFolderError naming the first missing or malformed field the runtime relies on."""
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise ExportFolderError(f"not an sanrt export manifest (format {FORMAT!r} expected)")
+    for keys, kind in _REQUIRED.items():
+        v = data
+        for k in keys:
+            v = v.get(k) if isinstance(v, dict) else None
+        if type(v) is not kind and not (kind is dict and isinstance(v, dict)):
+            raise ExportFolderError(f"manifest field {'.'.join(keys)} is missing or not a {kind.__name__}")
+    for name in ("batch", "height", "width", "classes", "texts"):
+        if not _pair(data["ranges"].get(name)):
+            raise ExportFolderError(f"manifest field ranges.{name} must be [min, max] integers, min <= max")
+    r = data["ranges"]
+    if r["multiple"] < 1 or r["batch"][0] < 1 or r["classes"][0] < 1 or r["texts"][0] < 1 or r["tokens"] < 1:
+        raise ExportFolderError("manifest ranges admit no input (a multiple, batch, class or text count below 1)")
+    if not data["templates"] or not all(isinstance(t, str) and t.count("{}") == 1 for t in data["templates"]):
+        raise ExportFolderError("manifest field templates must be prompts with one {} each")
+    files = [data["tokenizer"]["file"], data["classifier"]["file"]]
+    for g in ("image", "text", "head"):
+        graph = data["graphs"].get(g)
+        if not isinstance(graph, dict) or not isinstance(graph.get("file"), str):
+            raise ExportFolderError(f"manifest field graphs.{g}.file is missing")
+        variants = graph.get("variants", {})
+        if not isinstance(variants, dict) or not all(isinstance(f, str) for f in variants.values()):
+            raise ExportFolderError(f"manifest field graphs.{g}.variants must map precisions to files")
+        files += [graph["file"], *variants.values()]
+    for f in files:  # every file the runtime reads is hashed: none is taken on trust
+        if not isinstance(data["sha256"].get(f), str):
+            raise ExportFolderError(f"the manifest has no sha256 for {f}")
+        if Path(f).name != f:
+            raise ExportFolderError(f"manifest file name {f!r} is not a plain file name")
 
 
 class Manifest:
@@ -33,6 +81,23 @@ class Manifest:
         name = graphs[graph_or_file]["file"] if graph_or_file in graphs else graph_or_file
         return self.folder / name
 
+    def image_graph(self, precision: str) -> str:
+        """File name of the image graph a precision runs: a variant's own graph ("int8-bf16" runs the
+        int8 graph), or the FP32 graph for fp32 and for bf16 (a backend setting)."""
+        variants = self.data["graphs"]["image"].get("variants", {})
+        base = precision.split("-")[0]
+        if base in variants:
+            return variants[base]
+        if base in ("fp32", "bf16"):
+            return self.data["graphs"]["image"]["file"]
+        have = ", ".join(["fp32", *variants])
+        raise BackendError(f"this export has no {precision} image graph (has: {have}; "
+                           f"export/quantize.py and export/to_onnx.py --precision fp16 add them)")
+
+    def identity(self, *files: str) -> dict:
+        """{file: sha256} of the named files: what a cache entry or a measurement was made with."""
+        return {f: self.data["sha256"][f] for f in files}
+
     @classmethod
     def load(cls, folder: str | Path, verify: bool = True) -> "Manifest":
         """Read and check an export folder; `verify` also checks every file's sha256."""
@@ -43,13 +108,17 @@ class Manifest:
         if not mpath.is_file():
             raise ExportFolderError(f"{folder} is not an sanrt export (no {MANIFEST}; make one with export/to_onnx.py)")
         try:
-            data = json.loads(mpath.read_text())
+            data = json.loads(mpath.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise ExportFolderError(f"{mpath} is corrupt: {e}") from None
-        if not isinstance(data, dict) or data.get("format") != FORMAT:
-            raise ExportFolderError(f"{mpath} is not an sanrt export manifest (format {FORMAT!r} expected)")
+        except OSError as e:
+            raise ExportFolderError(f"{mpath} cannot be read: {e.strerror or e}") from None
+        try:
+            validate(data)
+        except ExportFolderError as e:
+            raise ExportFolderError(f"{mpath}: {e}") from None
         m = cls(data, folder)
-        for name, digest in data.get("sha256", {}).items():
+        for name, digest in data["sha256"].items():
             p = folder / name
             if not p.is_file():
                 raise ExportFolderError(f"{folder} is incomplete: {name} is missing")

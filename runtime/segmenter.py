@@ -1,34 +1,60 @@
-"""SAN end to end without torch: export folder + backend -> label maps for any vocabulary."""
+"""SAN end to end without torch: export folder + backend -> label maps for any vocabulary.
+
+A `Segmenter` holds only what it loaded (graphs, tokenizer, classifier data); a `Vocabulary` is an
+immutable value made by `Segmenter.vocabulary(names)`. Nothing changes per request, so one Segmenter
+serves many threads, each with its own vocabulary.
+"""
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import logging
 import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
-from .backends import make_runner
+from .backends import check_pair, make_runner
 from .choice import choose
 from .engines import check_compatible, gpu_identity, import_tensorrt, resolve
-from .errors import BackendError, RangeError
+from .errors import BackendError, ImageError, RangeError, VocabularyError
 from .manifest import Manifest
+from .outputs import write_atomic
 from .postprocess import semantic_inference
 from .preprocess import pad_batch, padded_size, prepare, resized_shape
 from .tokenizer import Tokenizer
 from .vocabulary import check_vocabulary
 
 TEXT_CHUNK = 256  # texts per text-graph call: bounds activation memory for large vocabularies
+log = logging.getLogger("sanrt")
 
 
 def default_cache_dir() -> Path:
     return Path(os.environ.get("SANRT_CACHE", Path.home() / ".cache" / "sanrt")) / "vocab"
 
 
+@dataclass(frozen=True)
+class Vocabulary:
+    """Class names and their classifier weights for one export: an immutable value, safe to share."""
+
+    names: tuple[str, ...]
+    class_weights: np.ndarray  # [K+1, D] float32 (read-only): templates averaged, background row, logit scale
+    source: str  # which export's text side made it (sha256 of its text graph and classifier data)
+    cached: bool = False  # read from the on-disk cache
+    text_s: float = 0.0  # seconds it took
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+
 @dataclass
 class EncodedBatch:
+    """The image graph's outputs for one batch of images of one padded size (vocabulary-independent)."""
+
     padded_hw: tuple  # the batch's padded input size
     image_hw: list  # each image's resized size inside the padding
     orig_hw: list  # each image's original size (the output size)
@@ -37,66 +63,75 @@ class EncodedBatch:
     timings: dict
 
 
+class ClassPresent(NamedTuple):
+    index: int  # in vocabulary order
+    name: str
+    fraction: float  # of the image's pixels
+
+
 @dataclass
 class Segmentation:
     labels: np.ndarray  # [H0, W0] int32, class indices in vocabulary order
+    names: tuple[str, ...]  # the vocabulary the labels index
     scores: np.ndarray | None  # [K, H0, W0] when asked for
     mask_logits: np.ndarray  # [Q, H/16, W/16]
     mask_emb: np.ndarray  # [Q, D]
     class_logits: np.ndarray  # [Q, K+1]
     timings: dict = field(default_factory=dict)  # seconds per stage (batch stages shared)
 
+    def classes_present(self) -> list[ClassPresent]:
+        """The classes that label at least one pixel, largest first."""
+        ids, counts = np.unique(self.labels, return_counts=True)
+        order = np.argsort(-counts, kind="stable")
+        return [ClassPresent(int(ids[i]), self.names[ids[i]], round(float(counts[i] / self.labels.size), 6))
+                for i in order]
+
 
 class Segmenter:
-    def __init__(self, export_dir, backend: str = "onnxruntime", precision: str = "fp32",
-                 cache_dir: Path | None = None, verify: bool = True, cuda_graph: bool = False, **backend_options):
-        """`precision` applies to the image graph (the heavy one): fp32; bf16 (OpenVINO); int8 or
-        fp16 when the export holds that variant. The text graph and head stay FP32. `cuda_graph`
-        replays the image engine as a CUDA graph (TensorRT only)."""
+    def __init__(self, export_dir, backend: str = "auto", precision: str | None = None, *, device: str = "auto",
+                 threads: int | None = None, cache_dir: Path | None = None, verify: bool = True,
+                 cuda_graph: bool = False):
+        """`export_dir`: an export folder (export/to_onnx.py), or a TensorRT engine folder or .engine
+        file (export/build_engine.py). `backend`: "auto" (the fastest path benchmarks/fps.py verified
+        on this machine for these graphs, else ONNX Runtime FP32), "onnxruntime" or "openvino".
+        `precision` (named backends) applies to the image graph, the heavy one: fp32, bf16, int8,
+        int8dyn, int8-bf16 or fp16 (`backends.PRECISIONS` lists the pairs that exist); the text graph
+        and head stay FP32. `cache_dir`: class-weight cache (default ~/.cache/sanrt/vocab or
+        $SANRT_CACHE/vocab). `cuda_graph` replays the image engine as a CUDA graph (TensorRT only)."""
         export_dir, engines = resolve(export_dir)  # an engine folder or .engine file leads to its export
         self.manifest = Manifest.load(export_dir, verify=verify)
         m = self.manifest
-        self.choice = None
+        self.choice = None  # why "auto" chose what it did
         if engines is not None:
             backend, precision = "tensorrt", engines["precision"]
             paths = {g: Path(engines["folder"]) / e["file"] for g, e in engines["engines"].items()}
-            self._check_engines(engines)
+            check_compatible(engines, gpu_identity(), import_tensorrt().__version__)
         else:
             if backend == "auto":
-                backend, precision, self.choice = choose(m.folder)
+                if precision is not None:
+                    raise BackendError("a precision needs a named backend (onnxruntime or openvino), not auto")
+                backend, precision, self.choice = choose(m)
+            precision = precision or "fp32"
+            check_pair(backend, precision)
             if backend == "tensorrt":
                 raise BackendError("TensorRT needs engines: build them with export/build_engine.py and pass --engine ENGINE_DIR")
-            paths = {"image": self.image_graph_path(precision), "text": m.path("text"), "head": m.path("head")}
+            paths = {"image": m.folder / m.image_graph(precision), "text": m.path("text"), "head": m.path("head")}
         if cuda_graph and backend != "tensorrt":
             raise BackendError("CUDA graphs are for TensorRT engines: pass --engine ENGINE_DIR")
-        graph_option = {"cuda_graph": True} if cuda_graph else {}
-        self.image_graph = make_runner(backend, paths["image"], precision=precision, **graph_option, **backend_options)
-        self.text_graph = make_runner(backend, paths["text"], **backend_options)
-        self.head_graph = make_runner(backend, paths["head"], **backend_options)
+        options = {"device": device, "threads": threads}
+        self.image_graph = make_runner(backend, paths["image"], precision=precision, **options,
+                                       **({"cuda_graph": True} if cuda_graph else {}))
+        self.text_graph = make_runner(backend, paths["text"], **options)
+        self.head_graph = make_runner(backend, paths["head"], **options)
         self.backend, self.precision = backend, precision
         self._text_source = f"{backend}:{paths['text'].name}"  # cached embeddings depend on what computed them
         self.tokenizer = Tokenizer(m.path(m["tokenizer"]["file"]))
-        clf = np.load(m.path(m["classifier"]["file"]))
+        clf = np.load(m.path(m["classifier"]["file"]), allow_pickle=False)
         self.bg_embed = clf["bg_embed"].astype(np.float32)
         self.logit_scale_exp = np.float32(clf["logit_scale_exp"])
-        self.cache_dir = cache_dir if cache_dir is not None else default_cache_dir()
-        self.names: list[str] = []
-        self.class_weights = None
-        self.vocab_timing: dict = {}
-
-    @staticmethod
-    def _check_engines(engines: dict) -> None:
-        check_compatible(engines, gpu_identity(), import_tensorrt().__version__)
-
-    def image_graph_path(self, precision: str) -> Path:
-        variants = self.manifest["graphs"]["image"].get("variants", {})
-        base = precision.split("-")[0]  # "int8-bf16": the int8 graph, its other ops in BF16
-        if base in variants:
-            return self.manifest.folder / variants[base]
-        if precision in ("fp32", "bf16"):  # BF16 is a backend setting on the FP32 graph
-            return self.manifest.path("image")
-        have = ", ".join(["fp32", "bf16", *variants])
-        raise BackendError(f"this export has no {precision} image graph (has: {have})")
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        ids = m.identity(m["graphs"]["text"]["file"], m["classifier"]["file"])
+        self.source = hashlib.sha256(json.dumps(ids, sort_keys=True).encode()).hexdigest()[:16]
 
     # ---- vocabulary -------------------------------------------------------------------------------
     def _cache_key(self, names: list[str]) -> str:
@@ -108,7 +143,7 @@ class Segmenter:
     def encode_texts(self, texts: list[str]) -> np.ndarray:
         """Texts -> L2-normalised text features [N, D], in chunks within the export's range."""
         if not texts:
-            raise ValueError("no texts to encode")
+            raise VocabularyError("no texts to encode")
         ids = self.tokenizer(texts, self.manifest["ranges"]["tokens"])
         ends = ids.argmax(axis=1)  # each text's end-of-text token (the largest id)
         order = np.argsort(ends, kind="stable")  # texts of similar length share a chunk
@@ -134,29 +169,53 @@ class Segmenter:
         w = w / np.maximum(np.linalg.norm(w, axis=-1, keepdims=True), 1e-12)
         return (self.logit_scale_exp * w).astype(np.float32)
 
-    def set_vocabulary(self, names, use_cache: bool = True) -> None:
+    def _read_cached(self, path: Path, k: int) -> np.ndarray | None:
+        """A cache entry, or None when it is absent; a damaged entry (truncated, wrong shape or type,
+        not finite) is reported in one warning line and recomputed."""
+        if not path.is_file():
+            return None
+        try:
+            w = np.load(path, allow_pickle=False)
+            expected = (k + 1, self.bg_embed.shape[-1])
+            if not isinstance(w, np.ndarray) or w.dtype != np.float32 or w.shape != expected:
+                raise ValueError(f"holds {getattr(w, 'dtype', '?')} {getattr(w, 'shape', '?')}, not float32 {expected}")
+            if not np.isfinite(w).all():
+                raise ValueError("holds values that are not finite")
+            return w
+        except (OSError, ValueError, EOFError) as e:
+            log.warning(f"vocabulary cache entry {path} is damaged ({str(e).splitlines()[0] if str(e) else type(e).__name__}); recomputing it")
+            return None
+
+    def _write_cached(self, path: Path, weights: np.ndarray) -> None:
+        """Store an entry; a cache that cannot be written costs a warning, never the answer."""
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            buf = io.BytesIO()
+            np.save(buf, weights)  # np.save on a path would add its own ".npy" to the temporary name
+            write_atomic(path, lambda f: f.write_bytes(buf.getvalue()))
+        except OSError as e:
+            log.warning(f"vocabulary cache {self.cache_dir} is not writable ({e.strerror or e}); continuing without it")
+
+    def vocabulary(self, names, use_cache: bool = True) -> Vocabulary:
+        """Class names -> a Vocabulary for this export: from the cache when it holds these names for
+        this text graph and backend, else one text-graph run (then cached)."""
         names = check_vocabulary(names)
         lo, hi = self.manifest["ranges"]["classes"]
         if not lo <= len(names) <= hi:
             raise RangeError(f"{len(names)} classes is outside the export's range {lo}..{hi}")
         t = time.perf_counter()
         path = self.cache_dir / f"{self._cache_key(names)}.npy"
-        cached = use_cache and path.is_file()
-        if cached:
-            weights = np.load(path)
-        else:
+        weights = self._read_cached(path, len(names)) if use_cache else None
+        cached = weights is not None
+        if not cached:
             weights = self.class_weights_for(names)
             if use_cache:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_suffix(f".{os.getpid()}.tmp")
-                with open(tmp, "wb") as f:
-                    np.save(f, weights)
-                os.replace(tmp, path)
-        self.names, self.class_weights = names, weights
-        self.vocab_timing = {"text_s": time.perf_counter() - t, "cached": cached}
+                self._write_cached(path, weights)
+        weights.flags.writeable = False
+        return Vocabulary(tuple(names), weights, self.source, cached, time.perf_counter() - t)
 
     # ---- images -----------------------------------------------------------------------------------
-    def check_size(self, h: int, w: int) -> tuple[int, int]:
+    def padded_size(self, h: int, w: int) -> tuple[int, int]:
         """Padded model-input size of an original (h, w) image; RangeError outside the export."""
         inp, r = self.manifest["input"], self.manifest["ranges"]
         ph, pw = padded_size(*resized_shape(h, w, inp["min_size"], inp["max_size"]), r["multiple"])
@@ -165,13 +224,17 @@ class Segmenter:
                              f"{r['width'][0]}..{r['width'][1]} x {r['height'][0]}..{r['height'][1]}")
         return ph, pw
 
-    def encode_images(self, images: list[np.ndarray]) -> "EncodedBatch":
-        """Original RGB uint8 images -> image-graph outputs for one batch (vocabulary-independent)."""
+    def encode_images(self, images: list[np.ndarray]) -> EncodedBatch:
+        """Original RGB uint8 images of one padded size -> the image graph's outputs for one batch
+        (vocabulary-independent). Images of different padded sizes are refused: padding an image
+        to a larger batch-mate's size changes its answer; `segment` groups them."""
         r, inp = self.manifest["ranges"], self.manifest["input"]
         if not r["batch"][0] <= len(images) <= r["batch"][1]:
             raise RangeError(f"batch of {len(images)} is outside the export's range {r['batch'][0]}..{r['batch'][1]}")
-        for im in images:
-            self.check_size(*im.shape[:2])
+        sizes = {self.padded_size(*im.shape[:2]) for im in images}
+        if len(sizes) > 1:
+            raise RangeError(f"one batch holds images of padded sizes {sorted(sizes)}; batch only equal padded "
+                             "sizes (Segmenter.segment groups them)")
         t0 = time.perf_counter()
         chws = [prepare(im, inp["min_size"], inp["max_size"]) for im in images]
         batch, sizes = pad_batch(chws, r["multiple"])
@@ -181,24 +244,45 @@ class Segmenter:
         return EncodedBatch(batch.shape[-2:], [c.shape[1:] for c in chws], [im.shape[:2] for im in images],
                             out["mask_logits"], out["mask_emb"], {"preprocess_s": t1 - t0, "image_graph_s": t2 - t1})
 
-    def classify(self, enc: "EncodedBatch", return_scores: bool = False) -> list[Segmentation]:
-        """Image-graph outputs + the current vocabulary -> one Segmentation per image."""
-        if self.class_weights is None:
-            raise RuntimeError("set_vocabulary() first")
+    def classify(self, encoded: EncodedBatch, vocab: Vocabulary, return_scores: bool = False) -> list[Segmentation]:
+        """Image-graph outputs + a vocabulary -> one Segmentation per image. One encoded batch may be
+        classified with several vocabularies."""
+        if not isinstance(vocab, Vocabulary):
+            raise VocabularyError("classify() takes a Vocabulary: make one with Segmenter.vocabulary(names)")
+        if vocab.source != self.source:
+            raise VocabularyError("this vocabulary was made by another export's text graph; make it with this "
+                                  "Segmenter's vocabulary()")
         t0 = time.perf_counter()
-        logits = self.head_graph.infer({"mask_emb": enc.mask_emb, "class_weights": self.class_weights})["class_logits"]
+        logits = self.head_graph.infer({"mask_emb": encoded.mask_emb, "class_weights": vocab.class_weights})["class_logits"]
         head_s = time.perf_counter() - t0
         results = []
-        for i in range(len(enc.orig_hw)):
+        for i in range(len(encoded.orig_hw)):
             p0 = time.perf_counter()
-            post = semantic_inference(logits[i], enc.mask_logits[i], enc.padded_hw, enc.image_hw[i], enc.orig_hw[i],
-                                      return_scores=return_scores)
+            post = semantic_inference(logits[i], encoded.mask_logits[i], encoded.padded_hw, encoded.image_hw[i],
+                                      encoded.orig_hw[i], return_scores=return_scores)
             labels, scores = post if return_scores else (post, None)
-            timings = {**enc.timings, "head_s": head_s, "postprocess_s": time.perf_counter() - p0,
-                       "batch": len(enc.orig_hw)}
-            results.append(Segmentation(labels, scores, enc.mask_logits[i], enc.mask_emb[i], logits[i], timings))
+            timings = {**encoded.timings, "head_s": head_s, "postprocess_s": time.perf_counter() - p0,
+                       "batch": len(encoded.orig_hw)}
+            results.append(Segmentation(labels, vocab.names, scores, encoded.mask_logits[i], encoded.mask_emb[i],
+                                        logits[i], timings))
         return results
 
-    def segment(self, images: list[np.ndarray], return_scores: bool = False) -> list[Segmentation]:
-        """Original RGB uint8 images -> one Segmentation each (one batch through the image graph)."""
-        return self.classify(self.encode_images(images), return_scores)
+    def segment(self, images: list[np.ndarray], vocab: Vocabulary, return_scores: bool = False) -> list[Segmentation]:
+        """Original RGB uint8 images -> one Segmentation each, in order. Images are batched with those
+        of the same padded size only (within the export's batch range), so each answer equals that
+        image segmented alone."""
+        if not isinstance(vocab, Vocabulary):
+            raise VocabularyError("segment() takes a Vocabulary: make one with Segmenter.vocabulary(names)")
+        groups: dict[tuple, list[int]] = {}
+        for i, im in enumerate(images):
+            if not isinstance(im, np.ndarray) or im.dtype != np.uint8 or im.ndim != 3 or im.shape[2] != 3:
+                raise ImageError(f"image {i}: expected an RGB uint8 [H, W, 3] array (load_image or to_rgb_u8 makes one)")
+            groups.setdefault(self.padded_size(*im.shape[:2]), []).append(i)
+        out: list[Segmentation | None] = [None] * len(images)
+        step = self.manifest["ranges"]["batch"][1]
+        for idx in groups.values():
+            for j in range(0, len(idx), step):
+                part = idx[j : j + step]
+                for i, r in zip(part, self.classify(self.encode_images([images[i] for i in part]), vocab, return_scores)):
+                    out[i] = r
+        return out

@@ -7,14 +7,15 @@ NOT RUN ON A GPU YET (see README): every TensorRT and CUDA call is checked again
 """
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
 
-from .backends import Runner
 from .cuda import check, cudart
 from .engines import import_tensorrt
 from .errors import BackendError, RangeError
+from .runner import Runner
 
 
 class _DeviceBuffer:
@@ -69,6 +70,7 @@ class TensorRTRunner(Runner):
         self.cuda_graph = cuda_graph
         self.graphs: dict[tuple, tuple] = {}  # input shapes -> (graph, executable graph)
         self.path = path
+        self._lock = threading.Lock()  # one execution context, buffers and stream: one call at a time
 
     @property
     def device(self) -> str:
@@ -87,8 +89,12 @@ class TensorRTRunner(Runner):
                                  f"profile {lo}..{hi}")
 
     def infer(self, feed):
-        rt, ctx = self.rt, self.context
         self._check_feed(feed)
+        with self._lock:
+            return self._infer(feed)
+
+    def _infer(self, feed):
+        rt, ctx = self.rt, self.context
         key = tuple(feed[n].shape for n in self.inputs)
         for n, shape in zip(self.inputs, key):
             if not ctx.set_input_shape(n, shape):

@@ -20,25 +20,33 @@ VILD_TEMPLATES = (
 )
 
 
-class VocabularyError(ValueError):
-    """A vocabulary that cannot be used (empty, duplicate or blank names)."""
+from .errors import VocabularyError
 
 
 def check_vocabulary(names) -> list[str]:
-    """Strip names and refuse empty vocabularies, blank names and duplicates."""
+    """Strip names and refuse empty vocabularies, blank names and duplicates: also names that differ
+    only where CLIP's tokenizer does not look (case, spacing, HTML entities), since the model gives
+    them identical class weights and the later one could never win a pixel."""
+    from .tokenizer import Tokenizer
+
+    if isinstance(names, str):
+        raise VocabularyError("a vocabulary is a list of class names, not one string (split it first)")
     names = [str(n).strip() for n in names]
     if not names:
         raise VocabularyError("the vocabulary is empty: name at least one class")
     blank = [i for i, n in enumerate(names) if not n]
     if blank:
         raise VocabularyError(f"the vocabulary has blank class names at positions {blank}")
-    seen, dups = set(), []
+    seen: dict[str, str] = {}
+    dups = []
     for n in names:
-        if n in seen and n not in dups:
-            dups.append(n)
-        seen.add(n)
+        key = Tokenizer.clean(n)
+        if key in seen:
+            dups.append(n if seen[key] == n else f"{seen[key]!r} = {n!r}")
+        seen.setdefault(key, n)
     if dups:
-        raise VocabularyError(f"the vocabulary names these classes more than once: {', '.join(dups)}")
+        raise VocabularyError(f"the vocabulary names these classes more than once: {', '.join(dict.fromkeys(dups))} "
+                              "(CLIP's tokenizer ignores case and spacing)")
     return names
 
 
@@ -49,8 +57,12 @@ def read_vocabulary_file(path) -> list[str]:
             lines = [line.strip() for line in f]
     except FileNotFoundError:
         raise VocabularyError(f"vocabulary file not found: {path}") from None
+    except IsADirectoryError:
+        raise VocabularyError(f"vocabulary file {path} is a folder, not a text file") from None
     except UnicodeDecodeError:
         raise VocabularyError(f"vocabulary file {path} is not UTF-8 text") from None
+    except OSError as e:
+        raise VocabularyError(f"vocabulary file {path} cannot be read: {e.strerror or e}") from None
     return check_vocabulary([line for line in lines if line])
 
 
@@ -67,12 +79,14 @@ DATASET_TITLES = {
 
 
 def dataset_vocabulary(name: str) -> list[str]:
+    """The class names of a dataset SAN reports (`ade150`, `ade847`, `pc59`, `pc459`, `coco_stuff171`,
+    `voc20`), in the official class-index order."""
     import json
-    from pathlib import Path
+    from importlib.resources import files
 
     key = name.lower().replace("-", "").replace("_", "")
     table = {k.replace("_", ""): k for k in DATASET_TITLES}
     if key not in table:
         raise VocabularyError(f"unknown dataset {name!r}; choose one of {', '.join(DATASET_TITLES)}")
-    data = json.loads((Path(__file__).with_name("data") / "datasets.json").read_text(encoding="utf-8"))
+    data = json.loads(files(__package__).joinpath("data", "datasets.json").read_text(encoding="utf-8"))
     return check_vocabulary(data[table[key]])

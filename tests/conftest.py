@@ -4,8 +4,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-# The official reference data lives in shared/ beside the checkout (CI lays a copy there too).
-REFERENCE = Path(os.environ.get("SANRT_REFERENCE", ROOT.parent / "shared" / "reference"))
+# The official reference data, carried in the repository (tests/data/official/README.md says how it
+# was made): a clone alone runs the suite. SANRT_REFERENCE points at another folder of that format.
+REFERENCE = Path(os.environ.get("SANRT_REFERENCE", ROOT / "tests" / "data" / "official"))
 TINY_DEV = REFERENCE / "tiny_dev"
 
 

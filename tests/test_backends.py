@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from sanrt.export.quantize import add_variant
 from sanrt.runtime.backends import make_runner
+from sanrt.runtime.compare import cosine_min
 from sanrt.runtime.errors import BackendError
 from sanrt.runtime.manifest import Manifest
 from sanrt.runtime.preprocess import pad_batch, prepare
@@ -16,10 +17,6 @@ def feed(tiny_dev):
     img = np.load(tiny_dev / "chelsea.npz")["orig_image_hwc_u8"]
     batch, sizes = pad_batch([prepare(img)])
     return {"images": batch, "sizes": sizes}
-
-
-def _cos_min(a, b):
-    return float(((a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1))).min())
 
 
 def test_openvino_fp32_matches_onnxruntime(tiny_export, feed):
@@ -35,7 +32,7 @@ def test_openvino_bf16_runs_close(tiny_export, feed):
     pytest.importorskip("openvino")
     ort = make_runner("onnxruntime", tiny_export / "image.onnx", device="cpu").infer(feed)
     ov = make_runner("openvino", tiny_export / "image.onnx", precision="bf16").infer(feed)
-    assert np.isfinite(ov["mask_emb"]).all() and _cos_min(ov["mask_emb"][0], ort["mask_emb"][0]) > 0.95
+    assert np.isfinite(ov["mask_emb"]).all() and cosine_min(ov["mask_emb"][0], ort["mask_emb"][0]) > 0.95
 
 
 def test_backend_errors(tiny_export):
@@ -45,7 +42,15 @@ def test_backend_errors(tiny_export):
         pytest.importorskip("openvino")
         make_runner("openvino", tiny_export / "image.onnx", precision="fp8")
     with pytest.raises(BackendError, match="has no int8 image graph"):
-        Segmenter(tiny_export, precision="int8")
+        Segmenter(tiny_export, backend="onnxruntime", precision="int8")
+
+
+@pytest.mark.parametrize("backend,precision", [("onnxruntime", "bf16"), ("openvino", "int8dyn"), ("openvino", "fp16"),
+                                               ("auto", "fp32"), ("tensorflow", "fp32")])
+def test_backend_precision_pairs_that_do_not_exist_are_refused(tiny_export, backend, precision):
+    """A pair outside backends.PRECISIONS is one BackendError, never a run in another precision."""
+    with pytest.raises(BackendError, match="no 'bf16' path|no 'int8dyn' path|no 'fp16' path|named backend|unknown backend"):
+        Segmenter(tiny_export, backend=backend, precision=precision)
 
 
 @pytest.mark.parametrize("method,precision", [("dynamic", "int8dyn"), ("static", "int8")])
@@ -67,7 +72,6 @@ def test_int8_variants_are_added_and_run(tiny_export, tmp_path, method, precisio
         int8 = {n.name for n in compute if "DequantizeLinear" in {producer.get(i) for i in n.input}}
         assert int8 and all("/side_adapter/" not in n and "/mask_decoder/" not in n for n in int8)
         assert any("/resblocks." in n for n in int8)
-    s = Segmenter(folder, precision=precision, cache_dir=tmp_path / "c")
-    s.set_vocabulary(["cat", "dog", "grass"])
-    r = s.segment([np.zeros((50, 70, 3), np.uint8) + 90])[0]
+    s = Segmenter(folder, backend="onnxruntime", precision=precision, cache_dir=tmp_path / "c")
+    r = s.segment([np.zeros((50, 70, 3), np.uint8) + 90], s.vocabulary(["cat", "dog", "grass"]))[0]
     assert r.labels.shape == (50, 70) and np.isfinite(r.mask_emb).all()

@@ -1,5 +1,11 @@
-"""The automatic backend choice reads what benchmarks/fps.py verified on this machine."""
+"""The automatic backend choice reads what benchmarks/fps.py verified on this machine for the graphs
+the export holds now."""
+import copy
+import json
+
+import pytest
 from sanrt.runtime import choice
+from sanrt.runtime.manifest import Manifest
 
 
 def _paths(**overrides):
@@ -7,29 +13,71 @@ def _paths(**overrides):
         "ort-fp32": {"backend": "onnxruntime", "precision": "fp32", "median_s": 2.0, "label_agreement": 1.0, "mask_emb_cosine_min": 1.0},
         "ov-bf16": {"backend": "openvino", "precision": "bf16", "median_s": 0.8, "label_agreement": 0.995, "mask_emb_cosine_min": 0.999},
         "ov-int8": {"backend": "openvino", "precision": "int8", "median_s": 0.5, "label_agreement": 0.93, "mask_emb_cosine_min": 0.97},
+        "ort-int8dyn": {"backend": "onnxruntime", "precision": "int8dyn", "median_s": 0.6, "label_agreement": 0.995, "mask_emb_cosine_min": 0.995},
     }
     for k, v in overrides.items():
         paths[k].update(v)
     return paths
 
 
-def test_fastest_verified_path_wins(tmp_path):
-    choice.record(tmp_path, _paths(), source="test")
-    backend, precision, why = choice.choose(tmp_path, available={"onnxruntime", "openvino"})
-    assert (backend, precision) == ("openvino", "bf16")  # ov-int8 is faster but misses the bounds
-    assert "ov-bf16" in why and "99.50%" in why
+@pytest.fixture
+def manifest(tiny_export, tmp_path):
+    """tiny_export's manifest over an empty folder, with two INT8 variants listed (choose reads only
+    the manifest and verified.json)."""
+    data = copy.deepcopy(Manifest.load(tiny_export).data)
+    data["graphs"]["image"]["variants"] = {"int8": "image_int8.onnx", "int8dyn": "image_int8dyn.onnx"}
+    data["sha256"].update({"image_int8.onnx": "a" * 64, "image_int8dyn.onnx": "b" * 64})
+    return Manifest(data, tmp_path)
 
 
-def test_uninstalled_backend_is_skipped(tmp_path):
-    choice.record(tmp_path, _paths(), source="test")
-    assert choice.choose(tmp_path, available={"onnxruntime"})[:2] == ("onnxruntime", "fp32")
+def test_fastest_verified_path_wins(manifest):
+    choice.record(manifest, _paths(), source="test")
+    backend, precision, why = choice.choose(manifest, available={"onnxruntime", "openvino"})
+    # ov-int8 is faster but misses the bounds; ort-int8dyn is the fastest that meets them
+    assert (backend, precision) == ("onnxruntime", "int8dyn") and "ort-int8dyn" in why and "99.50%" in why
+    recorded = json.loads((manifest.folder / choice.VERIFIED).read_text())
+    assert all("graphs" in p for entry in recorded.values() for p in entry["paths"].values())
 
 
-def test_no_measurements_falls_back_and_says_so(tmp_path):
-    backend, precision, why = choice.choose(tmp_path)
+def test_uninstalled_backend_is_skipped(manifest):
+    choice.record(manifest, _paths(**{"ort-int8dyn": {"median_s": 5.0}}), source="test")
+    assert choice.choose(manifest, available={"onnxruntime"})[:2] == ("onnxruntime", "fp32")
+    assert choice.choose(manifest, available={"onnxruntime", "openvino"})[:2] == ("openvino", "bf16")
+
+
+def test_a_removed_variant_invalidates_its_entry(manifest):
+    choice.record(manifest, _paths(), source="test")
+    del manifest.data["graphs"]["image"]["variants"]["int8dyn"]
+    assert choice.choose(manifest, available={"onnxruntime", "openvino"})[:2] == ("openvino", "bf16")
+
+
+def test_a_re_export_invalidates_every_entry(manifest):
+    choice.record(manifest, _paths(), source="test")
+    for f in ("image.onnx", "image_int8.onnx", "image_int8dyn.onnx"):
+        manifest.data["sha256"][f] = "c" * 64  # new graphs under the same names
+    backend, precision, why = choice.choose(manifest, available={"onnxruntime", "openvino"})
+    assert (backend, precision) == ("onnxruntime", "fp32") and "no longer those of this export" in why
+
+
+def test_entries_without_graph_hashes_or_with_pairs_that_do_not_exist_are_ignored(manifest):
+    old = {"backend": "openvino", "precision": "bf16", "median_s": 0.1, "label_agreement": 1.0, "mask_emb_cosine_min": 1.0}
+    bad_pair = {**old, "backend": "onnxruntime", "graphs": choice.graphs_of(manifest, "bf16")}
+    (manifest.folder / choice.VERIFIED).write_text(json.dumps(
+        {choice.machine_slug(): {"source": "older sanrt", "paths": {"ov-bf16": old, "ort-bf16": bad_pair}}}))
+    assert choice.choose(manifest, available={"onnxruntime", "openvino"})[:2] == ("onnxruntime", "fp32")
+
+
+def test_no_measurements_falls_back_and_says_so(manifest):
+    backend, precision, why = choice.choose(manifest)
     assert (backend, precision) == ("onnxruntime", "fp32") and "no verified measurements" in why
 
 
-def test_other_machines_entries_are_ignored(tmp_path):
-    (tmp_path / choice.VERIFIED).write_text('{"cpu64-some-other-cpu": {"source": "x", "paths": {}}}')
-    assert "no verified measurements" in choice.choose(tmp_path)[2]
+def test_other_machines_entries_are_ignored(manifest):
+    (manifest.folder / choice.VERIFIED).write_text('{"cpu64-some-other-cpu": {"source": "x", "paths": {}}}')
+    assert "no verified measurements" in choice.choose(manifest)[2]
+
+
+@pytest.mark.parametrize("text", ["{not json", "[1, 2]", '{"%s": 5}'])
+def test_a_damaged_verified_json_falls_back(manifest, text):
+    (manifest.folder / choice.VERIFIED).write_text(text.replace("%s", choice.machine_slug()))
+    assert choice.choose(manifest)[:2] == ("onnxruntime", "fp32")

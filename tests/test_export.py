@@ -68,7 +68,7 @@ def test_random_init_is_said_loudly(tmp_path):
 def test_fp32_parity_with_pytorch(tiny_export, tiny_dev, tmp_path):
     """K = 1, 10, 171, 847; photos; square and non-square random inputs at batch 1 and 2."""
     model, _ = load_fixture_model(tiny_dev)
-    seg = Segmenter(tiny_export, cache_dir=tmp_path)
+    seg = Segmenter(tiny_export, backend="onnxruntime", cache_dir=tmp_path)
     photos = {p.stem: np.load(p)["orig_image_hwc_u8"] for p in sorted(tiny_dev.glob("*.npz"))}
     vocabs = {"1": ["person"], "10": dataset_vocabulary("voc20")[:10],
               "171": dataset_vocabulary("coco_stuff171"), "847": dataset_vocabulary("ade847")}
@@ -84,9 +84,15 @@ def test_fp32_parity_with_pytorch(tiny_export, tiny_dev, tmp_path):
 
 
 def test_parity_report_fails_out_of_bounds():
-    from sanrt.export.parity import ParityResult
+    from sanrt.runtime.compare import FP32, Comparison
 
-    r = ParityResult()
-    r.add("c", "mask_emb", np.array([1.0, 2.0]), np.array([1.0, 2.001]))
-    r.add("c", "labels", 0.0, 0.0, agreement=1.0)
+    r = Comparison(FP32)
+    r.tensors("c", "mask_emb", np.array([1.0, 2.0]), np.array([1.0, 2.001]))
+    r.labels("c", np.array([1, 2]), np.array([1, 2]))
     assert not r.ok and r.summary()["worst_rel_output"] == "c/mask_emb"
+    assert "err / max|ref| 5.00e-04 at c/mask_emb" in r.failures()[0]
+    r.rows.pop(0)
+    assert r.ok
+    r.labels("d", np.array([1, 2]), np.array([1, 3]))
+    assert not r.ok and r.summary()["min_agreement_case"] == "d"
+    assert not Comparison(FP32).ok  # nothing compared is no pass

@@ -8,6 +8,7 @@ from conftest import run_script
 from sanrt.export.fp16 import drop_cast_round_trips, fp16_weight_floor, layernorm_stat_nodes, to_fp16
 from sanrt.export.onnx_export import trace_fp32_for_fp16
 from sanrt.model.reference import load_fixture_model
+from sanrt.runtime.compare import cosine_min, label_agreement
 from sanrt.runtime.segmenter import Segmenter
 
 
@@ -61,19 +62,16 @@ def test_fp16_runs_on_cpu_close_to_pytorch(fp16_export, tiny_dev, tmp_path):
     floor_dir = tmp_path / "floor"
     shutil.copytree(fp16_export, floor_dir)
     onnx.save(fp16_weight_floor(onnx.load(fp16_export / "image.onnx")), floor_dir / "image.onnx")
-    s16 = Segmenter(fp16_export, precision="fp16", cache_dir=tmp_path)
-    floor = Segmenter(floor_dir, cache_dir=tmp_path, verify=False)
+    s16 = Segmenter(fp16_export, backend="onnxruntime", precision="fp16", cache_dir=tmp_path)
+    floor = Segmenter(floor_dir, backend="onnxruntime", cache_dir=tmp_path, verify=False)
     names = (tiny_dev / "vocabulary.txt").read_text().split()
-    for s in (s16, floor):
-        s.set_vocabulary(names)
+    v16, vfloor = s16.vocabulary(names), floor.vocabulary(names)
     for npz in sorted(tiny_dev.glob("*.npz")):
         ref = np.load(npz)
-        r = s16.segment([ref["orig_image_hwc_u8"]])[0]
-        e, o = r.mask_emb, ref["mask_emb"][0]
-        cos = (e * o).sum(-1) / (np.linalg.norm(e, axis=-1) * np.linalg.norm(o, axis=-1))
-        assert cos.min() >= 0.999
-        agree = (r.labels == ref["label_map"]).mean()
-        floor_agree = (floor.segment([ref["orig_image_hwc_u8"]])[0].labels == ref["label_map"]).mean()
+        r = s16.segment([ref["orig_image_hwc_u8"]], v16)[0]
+        assert cosine_min(r.mask_emb, ref["mask_emb"][0]) >= 0.999
+        agree = label_agreement(r.labels, ref["label_map"])
+        floor_agree = label_agreement(floor.segment([ref["orig_image_hwc_u8"]], vfloor)[0].labels, ref["label_map"])
         assert agree >= min(0.995, floor_agree - 0.005) and agree >= 0.99, (npz.stem, agree, floor_agree)
 
 
@@ -117,9 +115,7 @@ def test_naive_fp16_fails_on_outlier_stress_and_ours_does_not(tiny_dev):
 
     def cos_min(islands):
         out = ReferenceEvaluator(onnxslim.slim(to_fp16(g, islands))).run(None, {"images": b, "sizes": sz})[1][0]
-        with np.errstate(all="ignore"):
-            c = (out * ref).sum(-1) / (np.linalg.norm(out, axis=-1) * np.linalg.norm(ref, axis=-1))
-        return float(np.nan_to_num(c, nan=-1.0).min())
+        return cosine_min(out, ref)
 
     assert cos_min(()) < 0.9  # naive: LayerNorm squares overflow FP16 -> inf/NaN
     assert cos_min(("layernorm_stats",)) >= 0.99

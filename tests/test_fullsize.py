@@ -15,7 +15,7 @@ def test_full_size_forward(name, clip_grid):
         x = torch.randint(0, 256, (1, 3, h, w), dtype=torch.uint8)
         with torch.no_grad():
             s = model.forward_stages(x, torch.tensor([[h, w]]))
-        assert s["mask_preds"].shape == (1, 100, h // 16, w // 16)
+        assert s["mask_logits"].shape == (1, 100, h // 16, w // 16)
         assert s["mask_emb"].shape == (1, 100, d)
         hc, wc = clip_grid[h], clip_grid[w]
         assert s["attn_bias_clip"].shape == (1, model.cfg.bias_heads, 100, hc, wc)

@@ -86,6 +86,8 @@ def test_image_larger_than_export_range(tiny_dev, tmp_path):
 
 @pytest.mark.parametrize("vocab,text", [(["--vocab", ""], "blank class names"), (["--vocab", " , "], "blank"),
                                         (["--vocab", "cat,dog,cat"], "more than once: cat"),
+                                        (["--vocab", "cat,dog,Cat"], "more than once: 'cat' = 'Cat'"),
+                                        (["--vocab", "sky,big  dog,big dog"], "more than once: 'big  dog' = 'big dog'"),
                                         (["--dataset", "imagenet"], "unknown dataset")])
 def test_bad_vocabularies(tiny_export, photos, tmp_path, vocab, text):
     code, _, err = _infer("--engine", tiny_export, "--image", photos, *vocab, "--out", tmp_path / "o")

@@ -11,12 +11,13 @@ sys.modules["torch"] = None
 sys.modules["open_clip"] = None
 import numpy as np
 import sanrt.runtime
-from sanrt.runtime import backends, images, infer, manifest, postprocess, preprocess, segmenter, tokenizer, visualize, vocabulary
-from sanrt.runtime.segmenter import Segmenter
+from sanrt.runtime import (backends, choice, compare, images, infer, logs, manifest, outputs, postprocess, preprocess,
+                           segmenter, tokenizer, visualize, vocabulary)
+from sanrt.runtime import Segmenter
 s = Segmenter(sys.argv[1], cache_dir=__import__("pathlib").Path(sys.argv[3]))
-s.set_vocabulary(vocabulary.read_vocabulary_file(sys.argv[2] + "/vocabulary.txt"))
+vocab = s.vocabulary(vocabulary.read_vocabulary_file(sys.argv[2] + "/vocabulary.txt"))
 ref = np.load(sys.argv[2] + "/astronaut.npz")
-r = s.segment([ref["orig_image_hwc_u8"]])[0]
+r = s.segment([ref["orig_image_hwc_u8"]], vocab)[0]
 print((r.labels == ref["label_map"]).mean())
 assert "torch" not in {m.split(".")[0] for m, v in sys.modules.items() if v is not None}
 """
@@ -33,14 +34,12 @@ def test_vocabulary_cache(tiny_export, tmp_path):
     from sanrt.runtime.segmenter import Segmenter
 
     s = Segmenter(tiny_export, cache_dir=tmp_path)
-    s.set_vocabulary(["cat", "dog"])
-    assert not s.vocab_timing["cached"]
-    first = s.class_weights.copy()
-    s.set_vocabulary(["cat", "dog"])
-    assert s.vocab_timing["cached"]
-    np.testing.assert_array_equal(s.class_weights, first)
-    s.set_vocabulary(["dog", "cat"])  # order matters: a different key
-    assert not s.vocab_timing["cached"]
+    first = s.vocabulary(["cat", "dog"])
+    assert not first.cached
+    again = s.vocabulary(["cat", "dog"])
+    assert again.cached
+    np.testing.assert_array_equal(again.class_weights, first.class_weights)
+    assert not s.vocabulary(["dog", "cat"]).cached  # order matters: a different key
     assert len(list(tmp_path.glob("*.npy"))) == 2
 
 

@@ -1,0 +1,121 @@
+"""Writing results: label PNGs, overlays and per-image JSON, each file whole or not at all, and never
+over a file sanrt did not write.
+
+Every file sanrt writes carries a mark (a PNG text chunk `Software: sanrt ...`, a JSON field
+`"written_by": "sanrt"`). An output name that already exists may be replaced only when it carries
+that mark (an earlier sanrt result: re-running into the same folder refreshes it); anything else
+there (a user's photo, an export's manifest.json, this run's own inputs) stops the run before it
+writes anything.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, PngImagePlugin
+
+from .errors import OutputError
+
+try:
+    MARK = f"sanrt {version('sanrt')}"
+except PackageNotFoundError:  # run from a source tree that was never installed
+    MARK = "sanrt"
+
+
+def write_atomic(path: Path, write) -> None:
+    """Call write(tmp_path) on a temporary file beside `path`, then rename it over `path`: readers and
+    a killed run only ever see the old file or the whole new one. Safe from several threads."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def written_by_sanrt(path: Path) -> bool:
+    """True for a file that carries sanrt's mark (see the module docstring)."""
+    try:
+        if path.suffix == ".png":
+            with Image.open(path) as im:
+                return str(im.info.get("Software", "")).startswith("sanrt")
+        if path.suffix == ".json":
+            data = json.loads(path.read_text(encoding="utf-8"))
+            return isinstance(data, dict) and data.get("written_by") == "sanrt"
+    except (OSError, ValueError, SyntaxError):
+        pass
+    return False
+
+
+def _png_info() -> PngImagePlugin.PngInfo:
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Software", MARK)
+    return info
+
+
+def save_png(img: Image.Image, path: Path) -> None:
+    write_atomic(path, lambda f: img.save(f, format="PNG", pnginfo=_png_info()))
+
+
+def save_json(data: dict, path: Path) -> None:
+    text = json.dumps({"written_by": "sanrt", "sanrt": MARK, **data}, indent=1)
+    write_atomic(path, lambda f: Path(f).write_text(text, encoding="utf-8"))
+
+
+class SegmentationWriter:
+    """Per image `<stem>_labels.png`, `<stem>_overlay.png` (unless overlay=False) and `<stem>.json`.
+    `plan` checks every name first; `write` then writes one image's files."""
+
+    def __init__(self, out_dir: str | Path, overlay: bool = True):
+        self.out = Path(out_dir)
+        self.overlay = overlay
+
+    def names(self, stem: str) -> list[Path]:
+        files = [f"{stem}_labels.png", *([f"{stem}_overlay.png"] if self.overlay else []), f"{stem}.json"]
+        return [self.out / f for f in files]
+
+    def plan(self, stems: list[str], inputs=()) -> None:
+        """OutputError before anything is written: stems that collide, an output folder that cannot be
+        made or written, an output name that exists without sanrt's mark or is one of `inputs`."""
+        if len(set(stems)) != len(stems):
+            dup = sorted({s for s in stems if stems.count(s) > 1})
+            raise OutputError(f"several images share the name {dup[0]!r}; their outputs would overwrite each other")
+        if self.out.exists() and not self.out.is_dir():
+            raise OutputError(f"--out {self.out} is a file, not a folder")
+        inputs = {Path(p).resolve() for p in inputs}
+        for stem in stems:
+            for p in self.names(stem):
+                if p.resolve() in inputs:
+                    raise OutputError(f"{p} is one of the input images; choose another --out")
+                if p.is_dir() or (p.exists() and not written_by_sanrt(p)):
+                    raise OutputError(f"{p} exists and was not written by sanrt; it is left alone: "
+                                      "choose another --out or move it")
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+            fd, probe = tempfile.mkstemp(prefix=".sanrt-probe.", dir=self.out)
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as e:
+            raise OutputError(f"cannot write to {self.out}: {e.strerror or e}") from None
+
+    def write(self, stem: str, image: np.ndarray, seg, report: dict | None = None) -> list[Path]:
+        """Write one image's files; `report` adds fields to its JSON (source path, timings, ...)."""
+        from .visualize import label_png, overlay
+
+        paths = self.names(stem)
+        try:
+            save_png(label_png(seg.labels), paths[0])
+            if self.overlay:
+                save_png(overlay(image, seg.labels, list(seg.names)), paths[1])
+            save_json({**(report or {}), "size_hw": list(seg.labels.shape), "vocabulary_size": len(seg.names),
+                       "classes": [c._asdict() for c in seg.classes_present()]}, paths[-1])
+        except OSError as e:
+            raise OutputError(f"cannot write {stem}'s outputs in {self.out}: {e.strerror or e}") from None
+        return paths
