@@ -142,6 +142,8 @@ def export(model: SAN, out: str | Path, weights: str, ranges: ExportRanges = Exp
     s = cfg.size_divisibility
     if ranges.multiple % s:
         raise ValueError(f"the export multiple {ranges.multiple} must be a multiple of the model's {s}")
+    if ranges.side[1] > cfg.max_size:
+        raise ValueError(f"the largest side {ranges.side[1]} is past the model's largest padded side {cfg.max_size}")
     specs = _graph_specs(model, ranges)
     variants = {}
     for name, (module, args, inputs, outputs, dynamic, doc) in specs.items():

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 import torch
 import torch.nn.functional as F
 
@@ -115,9 +117,54 @@ class BiasPool(torch.nn.Module):
         return _adaptive_max_pool_axis(x, 3, out_hw[1], self.window)
 
 
+def clip_side(pixels: int, scale: float) -> int:
+    """CLIP's input side for a padded side, as F.interpolate(scale_factor=scale) computes it: the
+    floor of a double-precision product (ViT-L: 1440 * 0.7 -> 1007, not 1008)."""
+    return int(math.floor(float(pixels) * scale))
+
+
 def clip_grid_size(pixels: int, scale: float, patch: int) -> int:
-    """Tokens along one side of CLIP's grid for a padded side of `pixels` (F.interpolate floors)."""
-    return int(math.floor(pixels * scale)) // patch
+    """Tokens along one side of CLIP's grid for a padded side of `pixels`."""
+    return clip_side(pixels, scale) // patch
+
+
+class ClipResize(torch.nn.Module):
+    """The official CLIP input: F.interpolate(images, scale_factor=scale, bilinear, align_corners=False):
+    output side floor(side * scale) in double precision, source coordinate (dst + 0.5) / scale - 0.5.
+
+    Where side * scale is an integer for every padded side (ViT-B: 0.5), ONNX's Resize computes exactly
+    that. Otherwise (ViT-L: 0.7) ONNX Runtime's and OpenVINO's Resize round some output sides up
+    (1440 -> 1008 instead of 1007), so the resize is done as two interpolation matrices built in the
+    graph, their sizes read from a table of the official output sides (index: side // step).
+    """
+
+    def __init__(self, scale: float, step: int, max_pixels: int):
+        super().__init__()
+        self.scale, self.step = scale, step
+        self.exact = all(float(s * scale).is_integer() for s in range(step, max_pixels + 1, step))
+        sides = [clip_side(s, scale) for s in range(0, max_pixels + 1, step)]
+        self.register_buffer("out_sides", torch.tensor(sides, dtype=torch.int64), persistent=False)
+        self.max_pixels = max_pixels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.exact:
+            return F.interpolate(x, scale_factor=self.scale, mode="bilinear", align_corners=False)
+        h, w = x.shape[-2:]
+        return torch.matmul(torch.matmul(self._matrix(h, x), x), self._matrix(w, x).transpose(0, 1))
+
+    def _matrix(self, size, x: torch.Tensor) -> torch.Tensor:
+        """[out, size] weights of PyTorch's bilinear kernel with a given scale factor."""
+        out = self.out_sides[size // self.step]
+        dst = torch.arange(out, device=x.device).to(torch.float32)
+        # PyTorch: src = (1 / scale) * (dst + 0.5) - 0.5, clamped at 0, in float32
+        src = torch.clamp((dst + 0.5) * float(np.float32(1.0 / self.scale)) - 0.5, min=0.0)
+        i0 = src.floor()
+        l1 = src - i0
+        i0 = i0.to(torch.int64)
+        i1 = torch.clamp(i0 + 1, max=size - 1)
+        cols = torch.arange(size, device=x.device)[None, :]
+        m = (cols == i0[:, None]).to(x.dtype) * (1.0 - l1)[:, None] + (cols == i1[:, None]).to(x.dtype) * l1[:, None]
+        return m.to(x.dtype)
 
 
 def _explicit_layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):

@@ -16,7 +16,7 @@ from open_clip.transformer import ResidualAttentionBlock
 from torch import nn
 
 from .config import SANConfig
-from .ops import MASK_NEG, BiasPool, attention, clip_grid_size, resize_grid_embed
+from .ops import MASK_NEG, BiasPool, ClipResize, attention, clip_grid_size, resize_grid_embed
 from .side_adapter import SideAdapter
 
 SLS_MASK = -100.0  # SAN's additive mask value around the [SLS] tokens
@@ -67,6 +67,7 @@ class SAN(nn.Module):
             max_pixels=cfg.max_size,
             step=cfg.size_divisibility,
         )
+        self.clip_resize = ClipResize(cfg.clip_scale, cfg.size_divisibility, cfg.max_size)
         self.clip.visual.requires_grad_(False)
 
     # ---- image path -------------------------------------------------------------------------------
@@ -80,7 +81,8 @@ class SAN(nn.Module):
         return x * valid.to(x.dtype)
 
     def clip_input(self, images: torch.Tensor) -> torch.Tensor:
-        return F.interpolate(images, scale_factor=self.cfg.clip_scale, mode="bilinear", align_corners=False)
+        """The padded, normalised images as CLIP sees them (scaled by clip_scale, as the official)."""
+        return self.clip_resize(images)
 
     def clip_features(self, x: torch.Tensor, extra_outputs: tuple = ()):
         """Run CLIP up to FEATURE_LAST_LAYER_IDX.
@@ -151,7 +153,19 @@ class SAN(nn.Module):
         x = v.ln_post(x[:, :q]) @ v.proj
         return F.normalize(x, dim=-1)
 
+    def check_input_size(self, images_u8: torch.Tensor) -> None:
+        """ValueError for padded sizes the official pipeline never makes (not multiples of the size
+        divisibility, or past the largest padded side); skipped while tracing (the export's ranges and
+        the runtime guard those)."""
+        if torch.jit.is_tracing():
+            return
+        d, top = self.cfg.size_divisibility, self.cfg.max_size
+        h, w = images_u8.shape[-2:]
+        if h % d or w % d or not (d <= h <= top and d <= w <= top):
+            raise ValueError(f"padded input {h}x{w}: both sides must be multiples of {d} from {d} to {top}")
+
     def forward_stages(self, images_u8: torch.Tensor, sizes: torch.Tensor, extra_clip_outputs: tuple = ()) -> dict:
+        self.check_input_size(images_u8)
         images = self.normalize(images_u8, sizes)
         clip_in = self.clip_input(images)
         feats, tokens, clip_hw = self.clip_features(clip_in, extra_clip_outputs)

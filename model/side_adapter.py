@@ -159,6 +159,19 @@ class SideAdapter(nn.Module):
         fused = self.fusion_layers[f"layer_{i}"](x[:, q:], clip_feats[self.fusion_src[i]], side_hw)
         return torch.cat([x[:, :q], fused], dim=1)
 
+    def patch_pos_embed(self, tokens: torch.Tensor, hw: tuple) -> torch.Tensor:
+        """Positional embedding of the h x w patch tokens [B, h*w, C], as the official code computes it:
+        the G x G table resized (bicubic) only when the token count differs from G*G; a grid of G*G
+        tokens of another shape (10x160, 32x50, ...) takes the table as a flat sequence. Both are
+        computed and one is selected by the token count, so the graph stays free of branches."""
+        table = self.vit_model.pos_embed[0]  # [G*G, C]
+        n_table = table.shape[0]
+        resized = resize_grid_embed(table, self.vit_model.grid, hw)
+        idx = torch.arange(tokens.shape[1], device=tokens.device)
+        flat = table[idx % n_table]  # [h*w, C]; equal to the table when h*w == G*G
+        same_count = idx[-1] + 1 == n_table  # computed in the graph, not fixed at trace time
+        return torch.where(same_count, flat, resized)
+
     def forward(self, images, clip_feats: dict):
         """images [B, 3, H, W] normalised; clip_feats {CLIP output index: [B, C, h, w]}.
 
@@ -167,8 +180,7 @@ class SideAdapter(nn.Module):
         x = self.vit_model.patch_embed.proj(images)
         b, c, h, w = x.shape
         x = x.flatten(2).transpose(1, 2)
-        pos = resize_grid_embed(self.vit_model.pos_embed[0], self.vit_model.grid, (h, w))
-        pos = torch.cat([self.query_pos_embed[0], pos], dim=0).unsqueeze(0)
+        pos = torch.cat([self.query_pos_embed[0], self.patch_pos_embed(x, (h, w))], dim=0).unsqueeze(0)
         x = torch.cat([self.query_embed.expand(b, -1, -1), x], dim=1) + pos
         x = self._fuse(0, x, clip_feats, (h, w))
         last = self.cfg.side_out_block
