@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sanrt.runtime.errors import ConfigError
 from sanrt.runtime.vocabulary import VILD_TEMPLATES
 
 # OpenAI CLIP normalisation; SAN multiplies it by 255 because it normalises 0..255 pixels.
@@ -128,26 +129,38 @@ def _parse_fusion_map(entries) -> tuple:
 
 
 def from_fixture_config(path: str | Path) -> SANConfig:
-    """Build a config from a reference fixture's tiny_config.json (the official settings, spelled out)."""
+    """Build a config from a reference fixture's tiny_config.json (the official settings, spelled out).
+    A missing, unreadable or incomplete file is one ConfigError naming the file and the field."""
     path = Path(path)
     try:
-        c = json.loads(path.read_text())
+        c = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ValueError(f"config file not found: {path}") from None
-    except json.JSONDecodeError as e:
-        raise ValueError(f"config file {path} is not valid JSON: {e}") from None
+        raise ConfigError(f"config file not found: {path}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"config file {path} is not valid JSON: {e}") from None
+    except OSError as e:
+        raise ConfigError(f"config file {path} cannot be read: {e.strerror or e}") from None
+    try:
+        return _config_from_dict(c, path)
+    except KeyError as e:
+        raise ConfigError(f"config file {path} lacks the field {e}") from None
+    except (TypeError, AttributeError, ValueError) as e:
+        raise ConfigError(f"config file {path} does not hold a SAN fixture config: {e}") from None
+
+
+def _config_from_dict(c: dict, path: Path) -> SANConfig:
     oc = c["open_clip_model_cfg"]
     sa = c["side_adapter"]
     vit = sa["timm_vit"]
     bias = sa["ATTN_BIAS"]
     if bias.get("NUM_LAYERS", 1) != 1:
-        raise ValueError("only ATTN_BIAS.NUM_LAYERS = 1 (as in both releases) is supported")
+        raise ConfigError("only ATTN_BIAS.NUM_LAYERS = 1 (as in both releases) is supported")
     inp = c["input"]
     san = c["san"]
     vision = dict(oc["vision_cfg"])
     heads = vision["width"] // vision.get("head_width", 64)  # open_clip's rule
     if c.get("clip_vision_heads", heads) != heads:
-        raise ValueError(f"clip_vision_heads {c['clip_vision_heads']} != width / head_width = {heads}")
+        raise ConfigError(f"clip_vision_heads {c['clip_vision_heads']} != width / head_width = {heads}")
     return SANConfig(
         name=c.get("open_clip_model_name", path.parent.name),
         clip_embed_dim=oc["embed_dim"],

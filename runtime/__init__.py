@@ -9,7 +9,7 @@ A Segmenter keeps no per-request state: one object serves many threads and vocab
 Everything a user can cause raises a `SanrtError`.
 """
 from .backends import PRECISIONS
-from .errors import (BackendError, ExportFolderError, ImageError, OutputError, RangeError, SanrtError,
+from .errors import (BackendError, ConfigError, ExportFolderError, ImageError, OutputError, RangeError, SanrtError,
                      VocabularyError)
 from .images import expand_image_args, load_image, to_rgb_u8
 from .outputs import SegmentationWriter
@@ -20,5 +20,5 @@ __all__ = [
     "Segmenter", "Vocabulary", "Segmentation", "EncodedBatch", "ClassPresent", "SegmentationWriter",
     "load_image", "to_rgb_u8", "expand_image_args",
     "dataset_vocabulary", "read_vocabulary_file", "check_vocabulary", "DATASET_TITLES", "PRECISIONS",
-    "SanrtError", "ExportFolderError", "ImageError", "BackendError", "RangeError", "VocabularyError", "OutputError",
+    "SanrtError", "ConfigError", "ExportFolderError", "ImageError", "BackendError", "RangeError", "VocabularyError", "OutputError",
 ]

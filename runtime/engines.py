@@ -23,11 +23,31 @@ def resolve(path: str | Path) -> tuple[Path, dict | None]:
             raise ExportFolderError(f"{path} has no {ENGINE_META} beside it (build engines with export/build_engine.py)")
         return folder, None
     try:
-        meta = json.loads(meta_path.read_text())
-    except json.JSONDecodeError as e:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ExportFolderError(f"{meta_path} is corrupt: {e}") from None
+    except OSError as e:
+        raise ExportFolderError(f"{meta_path} cannot be read: {e.strerror or e}") from None
+    _validate(meta, meta_path)
     meta["folder"] = str(folder)
     return Path(meta["export"]), meta
+
+
+def _validate(meta, path: Path) -> None:
+    """ExportFolderError naming the first field of engine.json that is missing or malformed."""
+    if not isinstance(meta, dict):
+        raise ExportFolderError(f"{path} is not an engine description (a JSON object expected)")
+    for key in ("export", "precision", "tensorrt", "gpu", "compute_capability"):
+        if not isinstance(meta.get(key), str):
+            raise ExportFolderError(f"{path}: field {key} is missing or not a string")
+    engines = meta.get("engines")
+    if not isinstance(engines, dict) or set(engines) != {"image", "text", "head"}:
+        raise ExportFolderError(f"{path}: field engines must name the image, text and head engines")
+    for graph, e in engines.items():
+        if not isinstance(e, dict) or not isinstance(e.get("file"), str) or Path(e["file"]).name != e["file"]:
+            raise ExportFolderError(f"{path}: engines.{graph}.file is missing or not a plain file name")
+        if not (path.parent / e["file"]).is_file():
+            raise ExportFolderError(f"{path.parent} is incomplete: {e['file']} is missing")
 
 
 def import_tensorrt():

@@ -28,3 +28,7 @@ class VocabularyError(SanrtError, ValueError):
 
 class OutputError(SanrtError):
     """An output that cannot be written, or would replace a file this run did not write."""
+
+
+class ConfigError(SanrtError, ValueError):
+    """A model config file (fixture tiny_config.json) that is missing, unreadable or incomplete."""

@@ -81,23 +81,23 @@ class Segmentation:
 
     def classes_present(self) -> list[ClassPresent]:
         """The classes that label at least one pixel, largest first."""
-        ids, counts = np.unique(self.labels, return_counts=True)
-        order = np.argsort(-counts, kind="stable")
-        return [ClassPresent(int(ids[i]), self.names[ids[i]], round(float(counts[i] / self.labels.size), 6))
-                for i in order]
+        counts = np.bincount(self.labels.ravel(), minlength=len(self.names))
+        return [ClassPresent(int(i), self.names[i], round(float(counts[i] / self.labels.size), 6))
+                for i in np.argsort(-counts, kind="stable") if counts[i]]
 
 
 class Segmenter:
     def __init__(self, export_dir, backend: str = "auto", precision: str | None = None, *, device: str = "auto",
                  threads: int | None = None, cache_dir: Path | None = None, verify: bool = True,
-                 cuda_graph: bool = False):
+                 cuda_graph: bool = False, backend_options: dict | None = None):
         """`export_dir`: an export folder (export/to_onnx.py), or a TensorRT engine folder or .engine
         file (export/build_engine.py). `backend`: "auto" (the fastest path benchmarks/fps.py verified
         on this machine for these graphs, else ONNX Runtime FP32), "onnxruntime" or "openvino".
         `precision` (named backends) applies to the image graph, the heavy one: fp32, bf16, int8,
         int8dyn, int8-bf16 or fp16 (`backends.PRECISIONS` lists the pairs that exist); the text graph
         and head stay FP32. `cache_dir`: class-weight cache (default ~/.cache/sanrt/vocab or
-        $SANRT_CACHE/vocab). `cuda_graph` replays the image engine as a CUDA graph (TensorRT only)."""
+        $SANRT_CACHE/vocab). `cuda_graph` replays the image engine as a CUDA graph (TensorRT only).
+        `backend_options` go to every runner (e.g. {"shrink_arena": False} for ONNX Runtime)."""
         export_dir, engines = resolve(export_dir)  # an engine folder or .engine file leads to its export
         self.manifest = Manifest.load(export_dir, verify=verify)
         m = self.manifest
@@ -118,7 +118,7 @@ class Segmenter:
             paths = {"image": m.folder / m.image_graph(precision), "text": m.path("text"), "head": m.path("head")}
         if cuda_graph and backend != "tensorrt":
             raise BackendError("CUDA graphs are for TensorRT engines: pass --engine ENGINE_DIR")
-        options = {"device": device, "threads": threads}
+        options = {"device": device, "threads": threads, **(backend_options or {})}
         self.image_graph = make_runner(backend, paths["image"], precision=precision, **options,
                                        **({"cuda_graph": True} if cuda_graph else {}))
         self.text_graph = make_runner(backend, paths["text"], **options)

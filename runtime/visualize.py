@@ -23,14 +23,18 @@ def label_png(labels: np.ndarray) -> Image.Image:
     return Image.fromarray(labels.astype(np.uint16))
 
 
-def overlay(image_hwc_u8: np.ndarray, labels: np.ndarray, names: list[str], alpha: float = 0.5,
-            fractions: dict | None = None) -> Image.Image:
+def overlay(image_hwc_u8: np.ndarray, labels: np.ndarray, names: list[str], alpha: float = 0.5) -> Image.Image:
     """Blend class colours over the photo and add a legend of the classes present, largest first."""
     colours = palette(len(names))
-    blend = (image_hwc_u8.astype(np.float32) * (1 - alpha) + colours[labels].astype(np.float32) * alpha)
-    img = Image.fromarray(blend.round().astype(np.uint8))
-    present, counts = np.unique(labels, return_counts=True)
-    order = present[np.argsort(-counts)]
+    blend = np.empty_like(image_hwc_u8)
+    rows = max(1, (1 << 20) // max(1, labels.shape[1]))  # blocks of ~1 M pixels: bounded memory for huge photos
+    for r0 in range(0, labels.shape[0], rows):
+        part = image_hwc_u8[r0 : r0 + rows].astype(np.float32) * (1 - alpha)
+        part += colours[labels[r0 : r0 + rows]].astype(np.float32) * alpha
+        blend[r0 : r0 + rows] = part.round()
+    img = Image.fromarray(blend)
+    counts = np.bincount(labels.ravel(), minlength=len(names))  # linear time, no sorted copy of the labels
+    order = [int(c) for c in np.argsort(-counts, kind="stable") if counts[c]]
     total = labels.size
     font = ImageFont.load_default()
     row = 16
@@ -41,6 +45,6 @@ def overlay(image_hwc_u8: np.ndarray, labels: np.ndarray, names: list[str], alph
     for j, c in enumerate(order):
         y = 4 + j * row
         draw.rectangle([img.width + 6, y, img.width + 18, y + 12], fill=tuple(int(v) for v in colours[c]))
-        frac = counts[present == c][0] / total
+        frac = counts[c] / total
         draw.text((img.width + 24, y), f"{names[c][:24]} {frac:.1%}", fill=(0, 0, 0), font=font)
     return canvas

@@ -45,9 +45,11 @@ def test_strongly_typed_builds_need_the_fp16_graphs(tiny_export):
 
 
 def test_engines_for_another_gpu_or_version_are_refused(tmp_path):
-    meta = {"export": str(tmp_path), "tensorrt": "11.4.0", **GPU, "precision": "fp16", "engines": {}}
+    meta = {"export": str(tmp_path), "tensorrt": "11.4.0", **GPU, "precision": "fp16",
+            "engines": {g: {"file": f"{g}.engine"} for g in ("image", "text", "head")}}
     (tmp_path / "engine.json").write_text(json.dumps(meta))
-    (tmp_path / "image.engine").write_bytes(b"x")
+    for g in ("image", "text", "head"):
+        (tmp_path / f"{g}.engine").write_bytes(b"x")
     export_dir, m = resolve(tmp_path / "image.engine")
     assert export_dir == tmp_path and m["folder"] == str(tmp_path)
     check_compatible(m, GPU, "11.4.0")
@@ -56,7 +58,24 @@ def test_engines_for_another_gpu_or_version_are_refused(tmp_path):
     with pytest.raises(BackendError, match="with TensorRT 11.4.0; .* with TensorRT 10.13.0"):
         check_compatible(m, GPU, "10.13.0")
     with pytest.raises(ExportFolderError, match="engine not found"):
-        resolve(tmp_path / "text.engine")
+        resolve(tmp_path / "other.engine")
+
+
+@pytest.mark.parametrize("damage,text", [
+    (lambda m: "{not json", "is corrupt"), (lambda m: "[1]", "not an engine description"),
+    (lambda m: {k: v for k, v in m.items() if k != "gpu"}, "field gpu is missing"),
+    (lambda m: {**m, "engines": {"image": {"file": "image.engine"}}}, "image, text and head"),
+    (lambda m: {**m, "engines": {**m["engines"], "text": {"file": "../x.engine"}}}, "not a plain file name"),
+    (lambda m: {**m, "engines": {**m["engines"], "head": {"file": "gone.engine"}}}, "gone.engine is missing")])
+def test_a_damaged_engine_json_is_one_clear_error(tmp_path, damage, text):
+    meta = {"export": str(tmp_path), "tensorrt": "11.4.0", **GPU, "precision": "fp16",
+            "engines": {g: {"file": f"{g}.engine"} for g in ("image", "text", "head")}}
+    for g in ("image", "text", "head"):
+        (tmp_path / f"{g}.engine").write_bytes(b"x")
+    bad = damage(meta)
+    (tmp_path / "engine.json").write_text(bad if isinstance(bad, str) else json.dumps(bad))
+    with pytest.raises(ExportFolderError, match=text):
+        resolve(tmp_path)
 
 
 def test_build_without_tensorrt_is_one_line(tiny_export):

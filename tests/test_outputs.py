@@ -1,0 +1,86 @@
+"""Output files: whole or absent when a write fails half-way (temporary file + rename), marked as
+sanrt's, and never written over a file sanrt did not write."""
+import json
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from sanrt.runtime import OutputError, SegmentationWriter
+from sanrt.runtime.outputs import write_atomic, written_by_sanrt
+from sanrt.runtime.segmenter import Segmentation
+
+
+def _seg(h=20, w=30, k=3):
+    labels = (np.arange(h * w).reshape(h, w) % k).astype(np.int32)
+    return Segmentation(labels, tuple(f"c{i}" for i in range(k)), None, np.zeros((2, 1, 1)), np.zeros((2, 4)),
+                        np.zeros((2, k + 1)))
+
+
+def test_a_write_that_fails_half_way_leaves_the_old_file_and_no_debris(tmp_path):
+    target = tmp_path / "a.json"
+    target.write_text("old")
+
+    def half(f):
+        f.write_text("new but cut")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError):
+        write_atomic(target, half)
+    assert target.read_text() == "old" and os.listdir(tmp_path) == ["a.json"]
+
+
+def test_outputs_broken_mid_save_are_absent_not_partial(tmp_path, monkeypatch):
+    """PIL's save dies after writing half a PNG: the output name must not hold that half."""
+    img = np.zeros((20, 30, 3), np.uint8)
+    writer = SegmentationWriter(tmp_path)
+    writer.plan(["x"])
+    real_save = Image.Image.save
+
+    def broken_save(self, fp, *a, **k):
+        real_save(self, fp, *a, **k)
+        with open(fp, "r+b") as f:
+            f.truncate(os.path.getsize(fp) // 2)
+        raise OSError("killed")
+
+    monkeypatch.setattr(Image.Image, "save", broken_save)
+    with pytest.raises(OutputError):
+        writer.write("x", img, _seg())
+    assert not any(p.name.startswith("x") for p in tmp_path.iterdir()), os.listdir(tmp_path)
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_outputs_carry_the_mark_and_read_back(tmp_path):
+    writer = SegmentationWriter(tmp_path)
+    writer.plan(["x"])
+    paths = writer.write("x", np.zeros((20, 30, 3), np.uint8), _seg(), {"image": "x.png"})
+    assert [p.name for p in paths] == ["x_labels.png", "x_overlay.png", "x.json"]
+    assert all(written_by_sanrt(p) for p in paths)
+    assert np.asarray(Image.open(paths[0])).max() == 2
+    report = json.loads(paths[2].read_text())
+    assert report["written_by"] == "sanrt" and report["image"] == "x.png" and report["vocabulary_size"] == 3
+    writer.plan(["x"])  # sanrt's own earlier outputs may be replaced
+
+
+@pytest.mark.parametrize("name,content", [("x.json", '{"a": 1}'), ("x_labels.png", None), ("x_overlay.png", b"junk")])
+def test_files_without_the_mark_are_never_replaced(tmp_path, name, content):
+    p = tmp_path / name
+    if content is None:
+        Image.new("L", (4, 4)).save(p)  # a PNG, but not one sanrt wrote
+    elif isinstance(content, bytes):
+        p.write_bytes(content)
+    else:
+        p.write_text(content)
+    before = p.read_bytes()
+    with pytest.raises(OutputError, match="not written by sanrt"):
+        SegmentationWriter(tmp_path).plan(["x"])
+    assert p.read_bytes() == before
+
+
+def test_sixteen_bit_label_png_past_255_classes(tmp_path):
+    writer = SegmentationWriter(tmp_path, overlay=False)
+    writer.plan(["big"])
+    seg = _seg(10, 40, 300)
+    [labels_png, _] = writer.write("big", np.zeros((10, 40, 3), np.uint8), seg)
+    np.testing.assert_array_equal(np.asarray(Image.open(labels_png)), seg.labels)
