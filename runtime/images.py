@@ -81,23 +81,6 @@ def load_image(path: str | Path) -> np.ndarray:
         raise ImageError(f"{path} is corrupt or truncated ({e})") from None
 
 
-def image_size(path: str | Path) -> tuple[int, int]:
-    """(H, W) from the header alone, after EXIF orientation; checks the file is an image."""
-    path = Path(path)
-    if not path.is_file():
-        raise ImageError(f"image not found: {path}")
-    try:
-        with Image.open(path) as img:
-            _check_pixels(path, img)
-            w, h = img.size
-            orientation = img.getexif().get(0x0112, 1)
-    except UnidentifiedImageError:
-        raise ImageError(f"{path} is not an image file PIL can read") from None
-    except (OSError, SyntaxError, ValueError) as e:
-        raise ImageError(f"{path} is corrupt or truncated ({e})") from None
-    return (w, h) if orientation in (5, 6, 7, 8) else (h, w)
-
-
 def expand_image_args(args: list[str]) -> list[Path]:
     """PATH | DIR | GLOB arguments -> image files, in order, without duplicates."""
     out: list[Path] = []

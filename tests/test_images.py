@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from sanrt.runtime.errors import ImageError
-from sanrt.runtime.images import expand_image_args, image_size, load_image, to_rgb_u8
+from sanrt.runtime.images import expand_image_args, load_image, to_rgb_u8
 
 RGB = (np.arange(24 * 32 * 3) % 251).reshape(24, 32, 3).astype(np.uint8)
 
@@ -29,7 +29,6 @@ def test_exif_orientation_applied(tmp_path):
     exif[0x0112] = 6  # rotate 90
     img.save(tmp_path / "r.jpg", exif=exif)
     assert load_image(tmp_path / "r.jpg").shape == (32, 24, 3)
-    assert image_size(tmp_path / "r.jpg") == (32, 24)
 
 
 def test_bad_files(tmp_path):
