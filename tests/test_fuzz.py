@@ -19,7 +19,7 @@ from PIL import Image
 from sanrt.runtime import ExportFolderError, ImageError, VocabularyError, check_vocabulary, load_image
 from sanrt.runtime.manifest import validate
 
-settings.register_profile("ci", max_examples=40, deadline=None, derandomize=True,
+settings.register_profile("ci", max_examples=30, deadline=None, derandomize=True,
                           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 settings.register_profile("long", max_examples=20_000, deadline=None,
                           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
