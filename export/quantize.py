@@ -67,6 +67,8 @@ def quantize_static(src: Path, dst: Path, feeds: list[dict]) -> dict:
     import nncf
     import onnx
 
+    logs.tame("nncf")  # NNCF sets its logger to INFO when imported: hundreds of lines per graph
+
     model = onnx.load(src)
     q = nncf.quantize(model, nncf.Dataset(feeds), model_type=nncf.ModelType.TRANSFORMER, subset_size=len(feeds),
                       ignored_scope=nncf.IgnoredScope(patterns=FLOAT_SCOPE, validate=False))

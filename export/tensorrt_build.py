@@ -21,6 +21,7 @@ from pathlib import Path
 from sanrt.runtime.engines import ENGINE_META, gpu_identity, import_tensorrt
 from sanrt.runtime.errors import BackendError
 from sanrt.runtime.manifest import Manifest
+from sanrt.runtime.segmenter import TEXT_CHUNK
 
 GRAPHS = ("image", "text", "head")
 
@@ -36,7 +37,7 @@ def profiles_for(manifest: Manifest, graph: str, opt_side: int = 640) -> dict:
         return {"images": ((b0, 3, h0, w0), (b0, 3, *opt), (b1, 3, h1, w1)), "sizes": ((b0, 2), (b0, 2), (b1, 2))}
     if graph == "text":
         n0, n1 = r["texts"]
-        n1 = min(n1, 256)  # the runtime sends at most 256 texts a call
+        n1 = min(n1, TEXT_CHUNK)  # the runtime sends at most TEXT_CHUNK texts a call
         return {"token_ids": ((n0, 1), (min(n1, 64), 16), (n1, r["tokens"]))}
     if graph == "head":
         q, d = manifest["queries"], manifest["embed_dim"]

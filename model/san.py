@@ -13,6 +13,7 @@ import open_clip
 import torch
 import torch.nn.functional as F
 from open_clip.transformer import ResidualAttentionBlock
+from sanrt.runtime.segmenter import TEXT_CHUNK  # texts per text-tower call (bounds memory only)
 from torch import nn
 
 from .config import SANConfig
@@ -20,7 +21,6 @@ from .ops import MASK_NEG, BiasPool, ClipResize, attention, clip_grid_size, resi
 from .side_adapter import SideAdapter
 
 SLS_MASK = -100.0  # SAN's additive mask value around the [SLS] tokens
-TEXT_CHUNK = 256  # texts per text-tower call (bounds memory; results do not depend on it)
 
 
 class ClipBlock(ResidualAttentionBlock):

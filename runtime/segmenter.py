@@ -119,12 +119,28 @@ class Segmenter:
         if cuda_graph and backend != "tensorrt":
             raise BackendError("CUDA graphs are for TensorRT engines: pass --engine ENGINE_DIR")
         options = {"device": device, "threads": threads, **(backend_options or {})}
-        self.image_graph = make_runner(backend, paths["image"], precision=precision, **options,
-                                       **({"cuda_graph": True} if cuda_graph else {}))
-        self.text_graph = make_runner(backend, paths["text"], **options)
-        self.head_graph = make_runner(backend, paths["head"], **options)
+        runners = {"image": make_runner(backend, paths["image"], precision=precision, **options,
+                                        **({"cuda_graph": True} if cuda_graph else {})),
+                   "text": make_runner(backend, paths["text"], **options),
+                   "head": make_runner(backend, paths["head"], **options)}
+        self._setup(runners, backend, precision, paths["text"].name, cache_dir)
+
+    @classmethod
+    def with_runners(cls, export_dir, runners: dict, cache_dir: Path | None = None, verify: bool = True) -> "Segmenter":
+        """A Segmenter over runners made elsewhere ({"image", "text", "head"}: e.g. models on a Triton
+        server): the same preprocessing, vocabulary cache and post-processing around them."""
+        self = cls.__new__(cls)
+        self.manifest = Manifest.load(export_dir, verify=verify)
+        self.choice = None
+        backend = runners["image"].backend
+        self._setup(runners, backend, "fp32", self.manifest["graphs"]["text"]["file"], cache_dir)
+        return self
+
+    def _setup(self, runners: dict, backend: str, precision: str, text_file: str, cache_dir) -> None:
+        m = self.manifest
+        self.image_graph, self.text_graph, self.head_graph = runners["image"], runners["text"], runners["head"]
         self.backend, self.precision = backend, precision
-        self._text_source = f"{backend}:{paths['text'].name}"  # cached embeddings depend on what computed them
+        self._text_source = f"{backend}:{text_file}"  # cached embeddings depend on what computed them
         self.tokenizer = Tokenizer(m.path(m["tokenizer"]["file"]))
         clf = np.load(m.path(m["classifier"]["file"]), allow_pickle=False)
         self.bg_embed = clf["bg_embed"].astype(np.float32)

@@ -1,0 +1,183 @@
+"""Serve an export with Triton and check every answer against the in-process runtime.
+
+    python benchmarks/serve_check.py --engine out/onnx/vit_b_16 [--requests 24] [--concurrency 8]
+
+Writes a Python-backend model repository (export/to_triton.py --image-backend python) into a temporary
+folder, starts the bundled tritonserver (127.0.0.1, free ports; `make serve-env`), sends concurrent
+requests over HTTP and gRPC (3 vocabularies interleaved, encoded images and raw pixels), compares
+every label map with sanrt's Segmenter in this process, sends bad requests (corrupt image bytes, an
+empty vocabulary, more classes than the export takes, an image outside the export's range when it has
+one), checks the server still answers, reads dynamic batching from the server's statistics, and
+stops the server. Last stdout line, one JSON object:
+{"requests", "identical", "batched_requests", "bad_requests_answered", "server_alive_after", "p50_ms",
+ "p99_ms", "stop_s"}; exit 0 only when every answer is identical and every bad request got an error.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+VOCABS = [("classes", ["person", "cat", "grass", "sky", "building"]), ("classes", ["cup", "table", "floor"]),
+          ("dataset", "voc20")]
+
+
+def photos() -> dict:
+    from skimage import data
+
+    return {n: getattr(data, n)() for n in ("astronaut", "coffee", "chelsea")}
+
+
+def request_inputs(mod, image, vocab, encoded: bool):
+    """tritonclient InferInputs for the `san` model (mod: tritonclient.http or .grpc)."""
+    inputs = []
+    if encoded:
+        buf = io.BytesIO()
+        Image.fromarray(image).save(buf, format="PNG")
+        t = mod.InferInput("IMAGE", [1], "BYTES")
+        t.set_data_from_numpy(np.array([buf.getvalue()], dtype=np.object_))
+    else:
+        t = mod.InferInput("IMAGE_RGB", list(image.shape), "UINT8")
+        t.set_data_from_numpy(image)
+    inputs.append(t)
+    kind, value = vocab
+    if kind == "classes":
+        t = mod.InferInput("CLASSES", [len(value)], "BYTES")
+        t.set_data_from_numpy(np.array([v.encode() for v in value], dtype=np.object_))
+    else:
+        t = mod.InferInput("DATASET", [1], "BYTES")
+        t.set_data_from_numpy(np.array([value.encode()], dtype=np.object_))
+    inputs.append(t)
+    return inputs
+
+
+def raw_inputs(mod, name, array, dtype):
+    t = mod.InferInput(name, list(array.shape), dtype)
+    t.set_data_from_numpy(array)
+    return t
+
+
+def check(engine: Path, requests: int = 24, concurrency: int = 8, instances: int = 4, log=print) -> dict:
+    import tritonclient.grpc as grpcclient
+    import tritonclient.http as httpclient
+    from sanrt.runtime import Segmenter, dataset_vocabulary
+    from sanrt.runtime.triton_repo import write_repository
+    from sanrt.runtime.triton_server import TritonServer, serving_env
+
+    env = serving_env()
+    seg = Segmenter(engine, backend="onnxruntime", device="cpu")
+    imgs = photos()
+    names = {i: (v[1] if v[0] == "classes" else dataset_vocabulary(v[1])) for i, v in enumerate(VOCABS)}
+    vocabs = {i: seg.vocabulary(n) for i, n in names.items()}
+    expected = {(p, v): seg.segment([imgs[p]], vocabs[v])[0].labels for p in imgs for v in vocabs}
+    # a photo per group of `concurrency` requests: requests in flight together share a padded size, which
+    # is what the image model's dynamic batcher may batch; vocabularies and protocols interleave
+    plan = [(list(imgs)[(k // concurrency) % len(imgs)], k % len(VOCABS), ("http", "grpc")[k % 2], k % 3 != 2)
+            for k in range(requests)]
+    with tempfile.TemporaryDirectory() as tmp:
+        repo = Path(tmp) / "repo"
+        write_repository(engine, repo, "python", instances=1, site_dirs=[env["site_packages"]], queue_delay_us=20000,
+                         cache_dir=str(Path(tmp) / "vocab"), pipeline_instances=instances)
+        log(f"starting tritonserver on {repo}")
+        server = TritonServer(repo).start()
+        try:
+            mods = {"http": httpclient, "grpc": grpcclient}
+            urls = {"http": server.http_url, "grpc": server.grpc_url}
+            local, opened = threading.local(), []
+
+            def client(proto):
+                """One client per thread and protocol (tritonclient's HTTP client is not thread-safe)."""
+                if not hasattr(local, proto):
+                    setattr(local, proto, mods[proto].InferenceServerClient(urls[proto]))
+                    opened.append(getattr(local, proto))
+                return getattr(local, proto)
+
+            for v in range(len(VOCABS)):  # one warm request per vocabulary: text side, caches
+                p = list(imgs)[0]
+                client("http").infer("san", request_inputs(httpclient, imgs[p], VOCABS[v], True))
+
+            def one(item):
+                p, v, proto, encoded = item
+                t = time.perf_counter()
+                r = client(proto).infer("san", request_inputs(mods[proto], imgs[p], VOCABS[v], encoded))
+                return item, r.as_numpy("LABELS"), time.perf_counter() - t
+
+            log(f"{requests} requests, {concurrency} at a time, HTTP and gRPC, {len(VOCABS)} vocabularies")
+            with ThreadPoolExecutor(concurrency) as pool:
+                answers = list(pool.map(one, plan))
+            identical = sum(np.array_equal(lab.astype(np.int64), expected[(p, v)]) for (p, v, _, _), lab, _ in answers)
+            latencies = sorted(t for _, _, t in answers)
+            stats = client("http").get_inference_statistics("san_image")["model_stats"][0]
+            batched = sum(int(b["batch_size"]) * int(b["compute_infer"]["count"])
+                          for b in stats.get("batch_stats", []) if int(b["batch_size"]) > 1)
+
+            log("bad requests")
+            h = httpclient
+            rng = np.random.default_rng(0)
+            bad = {"corrupt image bytes": [raw_inputs(h, "IMAGE", np.array([b"\x89PNG\r\n not really"], dtype=np.object_), "BYTES"),
+                                           raw_inputs(h, "CLASSES", np.array([b"cat"], dtype=np.object_), "BYTES")],
+                   "empty vocabulary": [raw_inputs(h, "IMAGE_RGB", imgs["coffee"], "UINT8"),
+                                        raw_inputs(h, "CLASSES", np.array([b""], dtype=np.object_), "BYTES")],
+                   "more classes than the export takes": [
+                       raw_inputs(h, "IMAGE_RGB", imgs["coffee"], "UINT8"),
+                       raw_inputs(h, "CLASSES", np.array([f"c{i}".encode() for i in range(seg.manifest["ranges"]["classes"][1] + 1)],
+                                                         dtype=np.object_), "BYTES")]}
+            r = seg.manifest["ranges"]
+            if r["width"][1] < 2560:  # an image outside the export's range exists
+                wide = rng.integers(0, 256, (50, 50 * 2560 // r["width"][1] * 4, 3), dtype=np.uint8)
+                bad["image outside the export's range"] = [raw_inputs(h, "IMAGE_RGB", wide, "UINT8"),
+                                                           raw_inputs(h, "CLASSES", np.array([b"cat"], dtype=np.object_), "BYTES")]
+            answered = {}
+            for what, inputs in bad.items():
+                try:
+                    client("http").infer("san", inputs)
+                    answered[what] = "no error"
+                except Exception as e:  # noqa: BLE001 - tritonclient raises InferenceServerException
+                    answered[what] = str(e).splitlines()[0][:200]
+            again = one(plan[0])[1]
+            alive = server.alive() and np.array_equal(again.astype(np.int64), expected[plan[0][:2]])
+            for c in opened:
+                c.close()
+        finally:
+            stop_s = server.stop()
+    return {"requests": requests, "identical": int(identical), "batched_requests": batched,
+            "bad_requests": len(bad), "bad_requests_answered": sum(v != "no error" for v in answered.values()),
+            "bad_request_errors": answered, "server_alive_after": bool(alive),
+            "p50_ms": round(1000 * latencies[len(latencies) // 2], 1),
+            "p99_ms": round(1000 * latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))], 1),
+            "stop_s": round(stop_s, 2)}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--engine", "--export", dest="engine", type=Path, required=True, help="an sanrt export folder")
+    ap.add_argument("--requests", type=int, default=24)
+    ap.add_argument("--concurrency", type=int, default=8)
+    ap.add_argument("--instances", type=int, default=4, help="instances of the san pipeline model")
+    args = ap.parse_args(argv)
+    from sanrt.runtime import SanrtError
+
+    try:
+        res = check(args.engine, args.requests, args.concurrency, args.instances,
+                    log=lambda s: print(f"[{time.strftime('%H:%M:%S')}] {s}", file=sys.stderr, flush=True))
+    except SanrtError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    for what, err in res.pop("bad_request_errors").items():
+        print(f"bad request, {what}: {err}", file=sys.stderr)
+    print(json.dumps(res))
+    ok = res["identical"] == res["requests"] and res["bad_requests_answered"] == res["bad_requests"] and res["server_alive_after"]
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
