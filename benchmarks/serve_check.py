@@ -31,10 +31,18 @@ VOCABS = [("classes", ["person", "cat", "grass", "sky", "building"]), ("classes"
           ("dataset", "voc20")]
 
 
-def photos() -> dict:
+def photos(long_side: int | None = None) -> dict:
+    """scikit-image's three colour photos, optionally scaled down so the long side is `long_side`."""
     from skimage import data
 
-    return {n: getattr(data, n)() for n in ("astronaut", "coffee", "chelsea")}
+    out = {}
+    for n in ("astronaut", "coffee", "chelsea"):
+        img = getattr(data, n)()
+        if long_side:
+            s = long_side / max(img.shape[:2])
+            img = np.asarray(Image.fromarray(img).resize((round(img.shape[1] * s), round(img.shape[0] * s)), Image.BILINEAR))
+        out[n] = img
+    return out
 
 
 def request_inputs(mod, image, vocab, encoded: bool):
@@ -66,7 +74,8 @@ def raw_inputs(mod, name, array, dtype):
     return t
 
 
-def check(engine: Path, requests: int = 24, concurrency: int = 8, instances: int = 4, log=print) -> dict:
+def check(engine: Path, requests: int = 24, concurrency: int = 8, instances: int = 4, long_side: int | None = None,
+          log=print) -> dict:
     import tritonclient.grpc as grpcclient
     import tritonclient.http as httpclient
     from sanrt.runtime import Segmenter, dataset_vocabulary
@@ -75,7 +84,7 @@ def check(engine: Path, requests: int = 24, concurrency: int = 8, instances: int
 
     env = serving_env()
     seg = Segmenter(engine, backend="onnxruntime", device="cpu")
-    imgs = photos()
+    imgs = photos(long_side)
     names = {i: (v[1] if v[0] == "classes" else dataset_vocabulary(v[1])) for i, v in enumerate(VOCABS)}
     vocabs = {i: seg.vocabulary(n) for i, n in names.items()}
     expected = {(p, v): seg.segment([imgs[p]], vocabs[v])[0].labels for p in imgs for v in vocabs}
@@ -163,11 +172,12 @@ def main(argv=None) -> int:
     ap.add_argument("--requests", type=int, default=24)
     ap.add_argument("--concurrency", type=int, default=8)
     ap.add_argument("--instances", type=int, default=4, help="instances of the san pipeline model")
+    ap.add_argument("--long-side", type=int, help="scale the photos down to this long side (quicker checks)")
     args = ap.parse_args(argv)
     from sanrt.runtime import SanrtError
 
     try:
-        res = check(args.engine, args.requests, args.concurrency, args.instances,
+        res = check(args.engine, args.requests, args.concurrency, args.instances, args.long_side,
                     log=lambda s: print(f"[{time.strftime('%H:%M:%S')}] {s}", file=sys.stderr, flush=True))
     except SanrtError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -1,0 +1,98 @@
+"""Serving with Triton: the repository's configs parsed with Triton's own protobuf and checked against
+the manifest, and a real tritonserver (nvidia-pytriton's binary, Python backend) answering concurrent
+HTTP and gRPC requests exactly as the in-process runtime does (benchmarks/serve_check.py)."""
+import json
+
+import pytest
+from conftest import run_script
+from sanrt.runtime.manifest import Manifest
+from sanrt.runtime.triton_repo import IMAGE_BACKENDS, NAMES, write_repository
+
+TYPES = {"uint8": "TYPE_UINT8", "int64": "TYPE_INT64", "int32": "TYPE_INT32", "float32": "TYPE_FP32"}
+
+
+def _parse(text):
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2
+
+    return text_format.Parse(text, model_config_pb2.ModelConfig())
+
+
+@pytest.fixture
+def engine_folder(tiny_export, tmp_path):
+    """An engine folder for config writing only (the plans are never loaded here)."""
+    folder = tmp_path / "engines"
+    folder.mkdir()
+    for g in ("image", "text", "head"):
+        (folder / f"{g}.engine").write_bytes(b"plan")
+    (folder / "engine.json").write_text(json.dumps({
+        "export": str(tiny_export), "tensorrt": "11.4.0", "gpu": "NVIDIA H100", "compute_capability": "9.0",
+        "precision": "fp16", "engines": {g: {"file": f"{g}.engine"} for g in ("image", "text", "head")}}))
+    return folder
+
+
+@pytest.mark.parametrize("backend", IMAGE_BACKENDS)
+def test_configs_parse_and_match_the_manifest(tiny_export, engine_folder, tmp_path, backend):
+    from tritonclient.grpc import model_config_pb2 as pb
+
+    m = Manifest.load(tiny_export)
+    configs = write_repository(engine_folder if backend == "tensorrt" else tiny_export, tmp_path / "repo", backend,
+                               max_batch=4, instances=2)
+    parsed = {name: _parse(text) for name, text in configs.items()}
+    q, d = m["queries"], m["embed_dim"]
+    img = parsed[NAMES["image"]]
+    assert img.max_batch_size == 4 and list(img.dynamic_batching.preferred_batch_size) == [1, 2, 4]
+    assert img.instance_group[0].count == 2
+    assert img.instance_group[0].kind == (pb.ModelInstanceGroup.KIND_GPU if backend == "tensorrt" else pb.ModelInstanceGroup.KIND_CPU)
+    want = {"images": ("TYPE_UINT8", [3, -1, -1]), "sizes": ("TYPE_INT64", [2]),
+            "mask_logits": ("TYPE_FP32", [q, -1, -1]), "mask_emb": ("TYPE_FP32", [q, d])}
+    got = {t.name: (pb.DataType.Name(t.data_type), list(t.dims)) for t in [*img.input, *img.output]}
+    assert got == want
+    # every graph model's names are the export's (manifest "graphs"), batch dimension implicit or explicit
+    for graph in ("image", "text", "head"):
+        cfg = parsed[NAMES[graph]]
+        assert {t.name for t in cfg.input} == set(m["graphs"][graph]["inputs"])
+        assert {t.name for t in cfg.output} == set(m["graphs"][graph]["outputs"])
+        if backend == "tensorrt":
+            assert cfg.platform == "tensorrt_plan" and (tmp_path / "repo" / NAMES[graph] / "1" / "model.plan").is_file()
+        else:
+            assert cfg.backend == backend
+            model_file = "model.py" if backend == "python" else "model.onnx"
+            assert (tmp_path / "repo" / NAMES[graph] / "1" / model_file).is_file()
+    head = parsed[NAMES["head"]]
+    assert head.max_batch_size == 0 and [list(t.dims) for t in head.input] == [[-1, q, d], [-1, d]]
+    pipe = parsed[NAMES["pipeline"]]
+    assert pipe.backend == "python" and all(t.optional for t in pipe.input)
+    assert {t.name: pb.DataType.Name(t.data_type) for t in pipe.output} == {"LABELS": "TYPE_UINT16",
+                                                                          "CLASSES_PRESENT": "TYPE_STRING"}
+    assert pipe.parameters["export_dir"].string_value == str(tiny_export.resolve())
+
+
+def test_repository_errors_are_one_line(tiny_export, tmp_path):
+    code, _, err = run_script("export/to_triton.py", "--engine", tiny_export, "--out", tmp_path / "r",
+                              "--image-backend", "tensorrt")
+    assert code == 2 and err.startswith("error: --image-backend tensorrt needs a TensorRT engine folder")
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x").write_text("user file")
+    code, _, err = run_script("export/to_triton.py", "--engine", tiny_export, "--out", tmp_path / "full")
+    assert code == 2 and "is not empty" in err and (tmp_path / "full" / "x").read_text() == "user file"
+
+
+def test_a_running_server_answers_as_the_runtime_does(tiny_export):
+    """Starts tritonserver on 127.0.0.1 (free ports), 12 concurrent requests over HTTP and gRPC with 3
+    vocabularies, bad requests, statistics, stop: benchmarks/serve_check.py's JSON line."""
+    from sanrt.runtime import BackendError
+    from sanrt.runtime.triton_server import serving_env
+
+    try:
+        serving_env()
+    except BackendError as e:
+        pytest.skip(f"{e}")
+    code, out, err = run_script("benchmarks/serve_check.py", "--engine", tiny_export, "--requests", "12",
+                                "--concurrency", "4", "--long-side", "160", timeout=600)
+    res = json.loads(out.strip().splitlines()[-1])
+    assert code == 0, err[-3000:]
+    assert res["identical"] == res["requests"] == 12
+    assert res["batched_requests"] > 0  # the image model saw batches > 1 (server statistics)
+    assert res["bad_requests_answered"] == res["bad_requests"] >= 3 and res["server_alive_after"]
+    assert res["stop_s"] < 20
