@@ -55,11 +55,26 @@ def _pil_to_array(img: Image.Image) -> np.ndarray:
     return np.asarray(img.convert("RGB"))
 
 
-def _check_pixels(path: Path, img: Image.Image) -> None:
+def _check_pixels(what, img: Image.Image) -> None:
     w, h = img.size
     if w * h > MAX_PIXELS:
-        raise ImageError(f"{path} is {w}x{h} ({w * h / 1e6:.0f} megapixels), over sanrt's limit of "
+        raise ImageError(f"{what} is {w}x{h} ({w * h / 1e6:.0f} megapixels), over sanrt's limit of "
                          f"{MAX_PIXELS / 1e6:.0f}; downscale it first")
+
+
+def _decode(source, what) -> np.ndarray:
+    """A path or file object -> RGB uint8, decoded whole: the pixel limit from the header first, EXIF
+    orientation applied; anything unreadable is an ImageError naming `what`."""
+    try:
+        with Image.open(source) as img:
+            _check_pixels(what, img)
+            img = ImageOps.exif_transpose(img)
+            img.load()
+            return _pil_to_array(img)
+    except UnidentifiedImageError:
+        raise ImageError(f"{what} is not an image file PIL can read") from None
+    except (OSError, SyntaxError, ValueError) as e:  # truncated or corrupt data
+        raise ImageError(f"{what} is corrupt or truncated ({e})") from None
 
 
 def load_image(path: str | Path) -> np.ndarray:
@@ -69,16 +84,14 @@ def load_image(path: str | Path) -> np.ndarray:
         raise ImageError(f"image not found: {path}")
     if not path.is_file():
         raise ImageError(f"not a file: {path}")
-    try:
-        with Image.open(path) as img:
-            _check_pixels(path, img)
-            img = ImageOps.exif_transpose(img)
-            img.load()
-            return _pil_to_array(img)
-    except UnidentifiedImageError:
-        raise ImageError(f"{path} is not an image file PIL can read") from None
-    except (OSError, SyntaxError, ValueError) as e:  # truncated or corrupt data
-        raise ImageError(f"{path} is corrupt or truncated ({e})") from None
+    return _decode(path, path)
+
+
+def decode_image(data: bytes, what: str = "image") -> np.ndarray:
+    """Encoded image bytes (PNG, JPEG, ...) -> RGB uint8 [H, W, 3], as load_image reads files."""
+    import io
+
+    return _decode(io.BytesIO(data), what)
 
 
 def expand_image_args(args: list[str]) -> list[Path]:

@@ -13,7 +13,6 @@ Runs inside Triton's Python backend only (`triton_python_backend_utils` exists t
 """
 from __future__ import annotations
 
-import io
 import json
 from collections import OrderedDict
 from pathlib import Path
@@ -132,10 +131,8 @@ class PipelineModel:
     @staticmethod
     def _read(pb, r):
         """(RGB uint8 image, class names) from a request; SanrtError for anything unusable."""
-        from PIL import Image, UnidentifiedImageError
-
         from .errors import ImageError, VocabularyError
-        from .images import _pil_to_array, to_rgb_u8
+        from .images import decode_image, to_rgb_u8
         from .vocabulary import check_vocabulary, dataset_vocabulary
 
         def opt(name):
@@ -145,16 +142,7 @@ class PipelineModel:
         encoded, pixels, classes, dataset = opt("IMAGE"), opt("IMAGE_RGB"), opt("CLASSES"), opt("DATASET")
         if (encoded is None) == (pixels is None):
             raise ImageError("send exactly one of IMAGE (encoded bytes) and IMAGE_RGB (uint8 HxWx3)")
-        if encoded is not None:
-            data = encoded.reshape(-1)[0]
-            try:
-                with Image.open(io.BytesIO(data)) as im:
-                    im.load()
-                    img = _pil_to_array(im)
-            except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-                raise ImageError(f"IMAGE is not a readable image ({type(e).__name__}: {e})") from None
-        else:
-            img = to_rgb_u8(pixels, "IMAGE_RGB")
+        img = decode_image(encoded.reshape(-1)[0], "IMAGE") if encoded is not None else to_rgb_u8(pixels, "IMAGE_RGB")
         if (classes is None) == (dataset is None):
             raise VocabularyError("send exactly one of CLASSES (names) and DATASET (a built-in dataset name)")
         if classes is not None:
