@@ -1,0 +1,115 @@
+"""mIoU of an export on a dataset, through the library's Segmenter (as TensorRT's eval_coco.py reuses
+infer.py's class): detectron2's SemSegEvaluator metrics, one or several precisions on the same images.
+
+    python benchmarks/eval_miou.py --engine out/onnx/vit_b_16 --dataset ade150 --root datasets
+    python benchmarks/eval_miou.py --engine out/onnx/vit_b_16 --dataset voc20 --root datasets --compare fp32,int8dyn
+    python benchmarks/eval_miou.py --engine out/onnx/vit_b_16 --images my/images --labels my/labels \\
+        --vocab-file my/classes.txt [--ignore-label 255] [--reduce-zero-label]
+
+--dataset reads the layout SAN's preparation scripts produce under --root (sanrt.runtime.evaluation
+.LAYOUTS; validation splits); label images hold class indices in vocabulary order. Prints per-class
+IoU and accuracy and the totals; writes eval.json and eval.md into --out; the last stdout line is one
+JSON object {"images", "miou", "pacc", "macc", "fwiou"} (percentages; with --compare, those of the
+first precision, and "compare": every precision's, with its mIoU difference to the first and its
+time per image).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+
+def evaluate(seg, vocab, pairs, layout_ignore: int, reduce_zero_label: bool, desc: str) -> dict:
+    from tqdm import tqdm
+
+    from sanrt.runtime import load_image
+    from sanrt.runtime.evaluation import ConfusionMatrix, read_label
+
+    cm = ConfusionMatrix(len(vocab), layout_ignore)
+    seconds = 0.0
+    bar = tqdm(pairs, desc=desc, unit="img", file=sys.stderr)
+    for i, (image_path, label_path) in enumerate(bar, 1):
+        img = load_image(image_path)
+        t = time.perf_counter()
+        [res] = seg.segment([img], vocab)
+        seconds += time.perf_counter() - t
+        cm.update(res.labels, read_label(label_path, layout_ignore, reduce_zero_label))
+        bar.set_postfix(img_s=f"{i / seconds:.2f}")
+    return {**cm.metrics(list(vocab.names)), "images": len(pairs), "seconds_per_image": seconds / len(pairs)}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--engine", "--export", dest="engine", type=Path, required=True, help="an sanrt export folder")
+    src = ap.add_mutually_exclusive_group(required=True)
+    src.add_argument("--dataset", help="ade150, ade847, pc59, pc459, coco_stuff171 or voc20 (with --root)")
+    src.add_argument("--images", type=Path, help="an image folder (with --labels and --vocab-file)")
+    ap.add_argument("--root", type=Path, default=Path("datasets"), help="datasets root (DETECTRON2_DATASETS)")
+    ap.add_argument("--labels", type=Path, help="label images of class indices, named as the images")
+    ap.add_argument("--vocab-file", type=Path, help="class names, one a line, in label-index order")
+    ap.add_argument("--ignore-label", type=int, default=255)
+    ap.add_argument("--reduce-zero-label", action="store_true", help="label 0 is ignored, the others shift down by one")
+    ap.add_argument("--image-ext", default=".jpg")
+    ap.add_argument("--label-ext", default=".png")
+    ap.add_argument("--backend", default="auto", help="auto, onnxruntime or openvino (onnxruntime with --compare)")
+    ap.add_argument("--precision", default=None)
+    ap.add_argument("--compare", help="precisions on the same images, e.g. fp32,int8dyn,fp16 (or backend:precision)")
+    ap.add_argument("--limit", type=int, help="the first N images only")
+    ap.add_argument("--out", type=Path, default=Path("out/eval"))
+    args = ap.parse_args(argv)
+    from sanrt.runtime import SanrtError, Segmenter, dataset_vocabulary, logs, read_vocabulary_file
+    from sanrt.runtime.evaluation import LAYOUTS, DatasetError, pairs
+
+    logs.setup()
+    try:
+        if args.dataset:
+            key = args.dataset.lower()
+            if key not in LAYOUTS:
+                raise DatasetError(f"unknown dataset {args.dataset!r}; choose one of {', '.join(LAYOUTS)}")
+            lay = LAYOUTS[key]
+            found = pairs(args.root / lay.images, args.root / lay.labels, lay.image_ext, lay.label_ext)
+            names, ignore = dataset_vocabulary(key), lay.ignore_label
+            title = f"{key} ({args.root / lay.labels})"
+        else:
+            if not (args.labels and args.vocab_file):
+                raise DatasetError("--images needs --labels and --vocab-file")
+            found = pairs(args.images, args.labels, args.image_ext, args.label_ext)
+            names, ignore, title = read_vocabulary_file(args.vocab_file), args.ignore_label, str(args.labels)
+        found = found[: args.limit] if args.limit else found
+        runs = [(args.backend, args.precision)] if not args.compare else [
+            tuple(c.split(":")) if ":" in c else ("onnxruntime" if args.backend == "auto" else args.backend, c)
+            for c in args.compare.split(",")]
+        results = {}
+        for backend, precision in runs:
+            seg = Segmenter(args.engine, backend=backend, precision=precision)
+            label = f"{seg.backend}:{seg.precision}"
+            results[label] = evaluate(seg, seg.vocabulary(names), found, ignore, args.reduce_zero_label, label)
+        args.out.mkdir(parents=True, exist_ok=True)
+    except SanrtError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    first = next(iter(results.values()))
+    for label, r in results.items():
+        r["miou_diff"] = r["miou"] - first["miou"]
+    lines = [f"# mIoU: {title}", "", f"- export {args.engine}; {len(found)} images; detectron2 SemSegEvaluator metrics, %", "",
+             "| run | mIoU | fwIoU | mACC | pACC | mIoU - first | s / image |", "|---|---|---|---|---|---|---|"]
+    lines += [f"| {k} | {r['miou']:.2f} | {r['fwiou']:.2f} | {r['macc']:.2f} | {r['pacc']:.2f} | {r['miou_diff']:+.2f} | "
+              f"{r['seconds_per_image']:.3f} |" for k, r in results.items()]
+    lines += ["", f"## Per class ({next(iter(results))})", "", "| class | IoU | ACC |", "|---|---|---|"]
+    lines += [f"| {n} | {first['iou'][n]:.2f} | {first['acc'][n]:.2f} |" for n in names if n in first["iou"]]
+    (args.out / "eval.md").write_text("\n".join(lines) + "\n")
+    (args.out / "eval.json").write_text(json.dumps(results, indent=1))
+    print("\n".join(lines))
+    summary = {"images": len(found), **{k: round(first[k], 4) for k in ("miou", "pacc", "macc", "fwiou")}}
+    if len(results) > 1:
+        summary["compare"] = {k: {"miou": round(r["miou"], 4), "miou_diff": round(r["miou_diff"], 4),
+                                  "seconds_per_image": round(r["seconds_per_image"], 4)} for k, r in results.items()}
+    print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

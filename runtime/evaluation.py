@@ -1,0 +1,116 @@
+"""Semantic-segmentation accuracy on a dataset: detectron2's SemSegEvaluator metrics in numpy, and the
+dataset layouts SAN's official preparation scripts produce.
+
+Metrics (detectron2 `SemSegEvaluator`): one confusion matrix over the whole dataset, ignore label
+excluded; per-class IoU and accuracy over the classes that occur in the ground truth; mIoU and mACC
+their means (no NaN in a mean), fwIoU weighted by ground-truth frequency, pACC over all labelled
+pixels; percentages, as detectron2 prints them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import SanrtError
+
+
+class DatasetError(SanrtError):
+    """A dataset folder that is missing, empty or holds labels the vocabulary cannot have."""
+
+
+@dataclass(frozen=True)
+class Layout:
+    images: str  # folder under --root
+    labels: str
+    image_ext: str
+    label_ext: str
+    ignore_label: int
+
+
+# As SAN's datasets/prepare_*.py and san/data/datasets/register_*.py (and detectron2's ADE20K-150
+# registration) lay them out under DETECTRON2_DATASETS; the validation splits SAN reports on.
+LAYOUTS = {
+    "ade150": Layout("ADEChallengeData2016/images/validation", "ADEChallengeData2016/annotations_detectron2/validation",
+                     ".jpg", ".png", 255),
+    "ade847": Layout("ADE20K_2021_17_01/images_detectron2/validation", "ADE20K_2021_17_01/annotations_detectron2/validation",
+                     ".jpg", ".tif", 65535),
+    "pc59": Layout("pcontext/val/image", "pcontext/val/label", ".jpg", ".png", 255),
+    "pc459": Layout("pcontext_full/val/image", "pcontext_full/val/label", ".jpg", ".tif", 65535),
+    "coco_stuff171": Layout("coco/val2017", "coco/stuffthingmaps_detectron2/val2017", ".jpg", ".png", 255),
+    "voc20": Layout("VOC2012/JPEGImages", "VOC2012/annotations_detectron2/val", ".jpg", ".png", 255),
+}
+
+
+def pairs(images: Path, labels: Path, image_ext: str, label_ext: str) -> list[tuple[Path, Path]]:
+    """(image, label) files matched by name, as detectron2's load_sem_seg does (the label folder
+    defines the split: VOC's JPEGImages holds every split)."""
+    for d, what in ((images, "image"), (labels, "label")):
+        if not d.is_dir():
+            raise DatasetError(f"{what} folder not found: {d}")
+    label_files = {p.name[: -len(label_ext)]: p for p in labels.iterdir() if p.name.endswith(label_ext)}
+    image_files = {p.name[: -len(image_ext)]: p for p in images.iterdir() if p.name.endswith(image_ext)}
+    common = sorted(set(label_files) & set(image_files))
+    if not common:
+        raise DatasetError(f"no {image_ext} image in {images} has a {label_ext} label in {labels}")
+    return [(image_files[k], label_files[k]) for k in common]
+
+
+def read_label(path: Path, ignore_label: int, reduce_zero_label: bool = False) -> np.ndarray:
+    """A label image -> int64 class indices (ignore_label kept); reduce_zero_label maps 0 to the
+    ignore label and every other index down by one (mmsegmentation's convention)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            gt = np.asarray(im).astype(np.int64)
+    except OSError as e:
+        raise DatasetError(f"label {path} cannot be read ({e})") from None
+    if gt.ndim != 2:
+        raise DatasetError(f"label {path} has shape {gt.shape}: a single-channel image of class indices expected")
+    if reduce_zero_label:
+        gt = np.where((gt == 0) | (gt == ignore_label), ignore_label, gt - 1)
+    return gt
+
+
+class ConfusionMatrix:
+    """detectron2's SemSegEvaluator: conf[pred, gt] over K classes plus one row/column for ignored pixels."""
+
+    def __init__(self, num_classes: int, ignore_label: int):
+        self.k, self.ignore = num_classes, ignore_label
+        self.conf = np.zeros((num_classes + 1, num_classes + 1), dtype=np.int64)
+
+    def update(self, pred: np.ndarray, gt: np.ndarray) -> None:
+        pred, gt = np.asarray(pred, np.int64), np.asarray(gt, np.int64)
+        if pred.shape != gt.shape:
+            raise DatasetError(f"prediction {pred.shape} and label {gt.shape} differ in size")
+        gt = np.where(gt == self.ignore, self.k, gt)
+        bad = (gt < 0) | (gt > self.k)
+        if bad.any():
+            raise DatasetError(f"label values {sorted(set(np.unique(gt[bad]).tolist()))[:5]} are outside 0..{self.k - 1} "
+                               f"and not the ignore label {self.ignore}")
+        pred = np.where(gt == self.k, self.k, pred)  # ignored pixels count nowhere
+        self.conf += np.bincount(((self.k + 1) * pred + gt).ravel(), minlength=(self.k + 1) ** 2).reshape(self.conf.shape)
+
+    def metrics(self, names: list[str] | None = None) -> dict:
+        """{"miou", "fwiou", "macc", "pacc", "iou": {name: x}, "acc": {name: x}} in percent; classes
+        absent from the ground truth have no IoU or accuracy (left out, never NaN in a mean)."""
+        k = self.k
+        tp = self.conf.diagonal()[:-1].astype(np.float64)
+        pos_gt = self.conf[:-1, :-1].sum(axis=0).astype(np.float64)
+        pos_pred = self.conf[:-1, :-1].sum(axis=1).astype(np.float64)
+        valid = pos_gt > 0
+        union = pos_gt + pos_pred - tp
+        acc = np.where(valid, tp / np.maximum(pos_gt, 1), np.nan)
+        iou_valid = valid & (union > 0)
+        iou = np.where(iou_valid, tp / np.maximum(union, 1), np.nan)
+        weights = pos_gt / max(pos_gt.sum(), 1)
+        names = names or [str(i) for i in range(k)]
+        return {"miou": 100 * float(iou[iou_valid].mean()) if iou_valid.any() else float("nan"),
+                "fwiou": 100 * float((iou[iou_valid] * weights[iou_valid]).sum()),
+                "macc": 100 * float(acc[valid].mean()) if valid.any() else float("nan"),
+                "pacc": 100 * float(tp.sum() / max(pos_gt.sum(), 1)),
+                "iou": {names[i]: 100 * float(iou[i]) for i in range(k) if iou_valid[i]},
+                "acc": {names[i]: 100 * float(acc[i]) for i in range(k) if valid[i]},
+                "classes_in_gt": int(valid.sum())}
