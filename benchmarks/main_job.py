@@ -1,9 +1,10 @@
-"""The main job: export SAN ViT-B/16 to ONNX, segment sample photos with the torch-free runtime
-(ONNX Runtime, CPU), write overlays, and report parity and speed against PyTorch.
+"""The main job: export SAN to ONNX, segment sample photos with the torch-free runtime (ONNX
+Runtime, CPU), write overlays, and report parity and speed against PyTorch.
 
-    python benchmarks/main_job.py [--checkpoint models/san_vit_b_16.pth] [--out out/main_job]
+    python benchmarks/main_job.py [--preset vit_b_16|vit_l_14] [--checkpoint PATH] [--out out/main_job]
 
-Uses models/san_vit_b_16.pth when it is there; otherwise random weights, said loudly (the
+Uses the release's checkpoint in models/ (san_vit_b_16.pth, san_vit_large_14.pth) when it is there;
+otherwise random weights, said loudly (the
 segmentations are then meaningless, but every step runs and is measured).
 """
 from __future__ import annotations
@@ -33,14 +34,18 @@ def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
-def load_model(checkpoint: Path) -> tuple[SAN, str]:
+CHECKPOINTS = {"vit_b_16": "san_vit_b_16.pth", "vit_l_14": "san_vit_large_14.pth"}
+TITLES = {"vit_b_16": "SAN ViT-B/16", "vit_l_14": "SAN ViT-L/14"}
+
+
+def load_model(preset: str, checkpoint: Path) -> tuple[SAN, str]:
     """The user's checkpoint when it is there, else random weights (build_model says so loudly)."""
     if not checkpoint.is_file():
-        print(f"(no checkpoint at {checkpoint}; put the released san_vit_b_16.pth there, see models/README.md)",
+        print(f"(no checkpoint at {checkpoint}; put the released {CHECKPOINTS[preset]} there, see models/README.md)",
               file=sys.stderr)
     if checkpoint.is_file():
-        return build_model("vit_b_16", checkpoint=checkpoint)
-    return build_model("vit_b_16", random_init=True)
+        return build_model(preset, checkpoint=checkpoint)
+    return build_model(preset, random_init=True)
 
 
 def ensure_export(model: SAN, weights: str, folder: Path) -> None:
@@ -70,20 +75,25 @@ def median_time(fn, runs: int) -> float:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--checkpoint", type=Path, default=ROOT / "models" / "san_vit_b_16.pth")
-    ap.add_argument("--out", type=Path, default=ROOT / "out" / "main_job")
-    ap.add_argument("--engine", "--export", dest="engine", type=Path, default=ROOT / "out" / "onnx" / "vit_b_16",
-                    help="export folder (made or reused)")
+    ap.add_argument("--preset", choices=sorted(CHECKPOINTS), default="vit_b_16")
+    ap.add_argument("--checkpoint", type=Path, help="default: models/<the release's file name>")
+    ap.add_argument("--out", type=Path, help="default out/main_job (vit_b_16), out/main_job_<preset> otherwise")
+    ap.add_argument("--engine", "--export", dest="engine", type=Path, help="export folder (made or reused; "
+                    "default out/onnx/<preset>)")
     ap.add_argument("--vocab", default=",".join(DEFAULT_VOCAB), help="comma-separated class names")
     ap.add_argument("--runs", type=int, default=3, help="timed runs per photo and path (after one warm-up)")
     args = ap.parse_args(argv)
+    args.checkpoint = args.checkpoint or ROOT / "models" / CHECKPOINTS[args.preset]
+    args.engine = args.engine or ROOT / "out" / "onnx" / args.preset
+    args.out = args.out or ROOT / "out" / ("main_job" if args.preset == "vit_b_16" else f"main_job_{args.preset}")
+    title = TITLES[args.preset]
     torch.set_grad_enabled(False)
     try:
         names = check_vocabulary(args.vocab.split(","))
         writer = SegmentationWriter(args.out)
         photos = sample_photos()
         writer.plan(list(photos))
-        model, weights = load_model(args.checkpoint)
+        model, weights = load_model(args.preset, args.checkpoint)
         ensure_export(model, weights, args.engine)
 
         # 1. The runtime on photos: ONNX Runtime FP32 on the CPU, the reference path.
@@ -101,7 +111,7 @@ def main(argv=None) -> int:
                          progress=lambda s: None)
         parity.info = {"machine": machine_info(), "weights": weights, "backend": "onnxruntime CPUExecutionProvider"}
         (args.out / "parity.md").write_text(
-            parity.to_markdown("SAN ViT-B/16, FP32, ONNX Runtime (CPU) vs PyTorch (CPU), sample photos"))
+            parity.to_markdown(f"{title}, FP32, ONNX Runtime (CPU) vs PyTorch (CPU), sample photos"))
         (args.out / "parity.json").write_text(parity.to_json())
 
         # 3. Speed: the same photos, warm-up then median of --runs, both paths in this one run.
@@ -126,7 +136,7 @@ def main(argv=None) -> int:
                "outputs": sorted(str(p.relative_to(args.out)) for p in args.out.glob("*_overlay.png"))}
     (args.out / "summary.json").write_text(json.dumps(summary, indent=1))
     print()
-    print(f"SAN ViT-B/16 main job ({'RANDOM WEIGHTS' if weights.startswith('random') else weights})")
+    print(f"{title} main job ({'RANDOM WEIGHTS' if weights.startswith('random') else weights})")
     print(f"machine: {info['cpu']}, {info['threads']} threads; torch {info['torch']}, onnxruntime {info['onnxruntime']}")
     print(f"parity (ONNX Runtime vs PyTorch, FP32): {'PASS' if s['ok'] else 'FAIL'}: worst err/max|ref| "
           f"{s['worst_rel_err']:.2e} ({s['worst_rel_output']}), label agreement >= {s['min_label_agreement']:.4%}")
