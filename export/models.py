@@ -60,3 +60,13 @@ def model_from_args(args) -> tuple[SAN, str]:
 def model_name(args) -> str:
     """A short name for reports and default folders: the preset, or the fixture folder's name."""
     return args.preset or Path(args.config).parent.name
+
+
+def export_model(out: str | Path, preset_name: str | None = None, config: str | Path | None = None,
+                 checkpoint: str | Path | None = None, random_init: bool = False, seed: int = 0, ranges=None,
+                 fp16: bool = False, progress=lambda s: print(s, file=sys.stderr)):
+    """One call from values to an export folder: build_model(...) then export(...); returns the manifest."""
+    from .onnx_export import ExportRanges, export
+
+    model, weights = build_model(preset_name, config, checkpoint, random_init, seed)
+    return export(model, out, weights, ranges or ExportRanges(), progress=progress, fp16=fp16)

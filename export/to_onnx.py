@@ -13,8 +13,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from sanrt.export.models import add_model_arguments, model_from_args
-from sanrt.export.onnx_export import ExportRanges, export
+from sanrt.export.models import add_model_arguments, export_model
+from sanrt.export.onnx_export import ExportRanges
 from sanrt.runtime.errors import SanrtError
 
 
@@ -31,9 +31,9 @@ def main(argv=None) -> int:
     try:
         ranges = ExportRanges(batch=(1, args.max_batch), side=(ExportRanges.side[0], args.max_side),
                               classes=(1, args.max_classes))
-        model, weights = model_from_args(args)
-        manifest = export(model, args.out, weights, ranges, progress=lambda s: print(s, "...", file=sys.stderr),
-                          fp16=args.precision == "fp16")
+        manifest = export_model(args.out, args.preset, args.config, args.checkpoint, args.random_init, args.seed, ranges,
+                                fp16=args.precision == "fp16", progress=lambda s: print(s, "...", file=sys.stderr))
+        weights = manifest["weights"]
     except (SanrtError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -150,7 +150,8 @@ class Segmenter:
         self.source = hashlib.sha256(json.dumps(ids, sort_keys=True).encode()).hexdigest()[:16]
 
     # ---- vocabulary -------------------------------------------------------------------------------
-    def _cache_key(self, names: list[str]) -> str:
+    def cache_key(self, names: list[str]) -> str:
+        """The vocabulary cache's key: text graph sha256, what ran it, classifier data, templates, names."""
         m = self.manifest
         key = json.dumps([m["sha256"][m["graphs"]["text"]["file"]], self._text_source,
                           m["sha256"][m["classifier"]["file"]], m["templates"], names], ensure_ascii=False)
@@ -220,7 +221,7 @@ class Segmenter:
         if not lo <= len(names) <= hi:
             raise RangeError(f"{len(names)} classes is outside the export's range {lo}..{hi}")
         t = time.perf_counter()
-        path = self.cache_dir / f"{self._cache_key(names)}.npy"
+        path = self.cache_dir / f"{self.cache_key(names)}.npy"
         weights = self._read_cached(path, len(names)) if use_cache else None
         cached = weights is not None
         if not cached:

@@ -104,11 +104,13 @@ class PipelineModel:
         self.lru_size = int(p.get("lru_size", "32"))
 
     def vocabulary(self, names: tuple[str, ...]):
-        if names in self.lru:
-            self.lru.move_to_end(names)
-            return self.lru[names]
-        vocab = self.seg.vocabulary(list(names))  # the on-disk cache first, the text model on a miss
-        self.lru[names] = vocab
+        """From the LRU (keyed as the runtime's on-disk cache), else that cache, else the text model."""
+        key = self.seg.cache_key(list(names))
+        if key in self.lru:
+            self.lru.move_to_end(key)
+            return self.lru[key]
+        vocab = self.seg.vocabulary(list(names))
+        self.lru[key] = vocab
         while len(self.lru) > self.lru_size:
             self.lru.popitem(last=False)
         return vocab

@@ -41,3 +41,13 @@ def tiny_export(tiny_dev, tmp_path_factory) -> Path:
                               "--checkpoint", tiny_dev / "checkpoint.pth", "--out", out)
     assert code == 0, err
     return out
+
+
+@pytest.fixture(scope="session")
+def small_export(tiny_dev, tmp_path_factory) -> Path:
+    """tiny_dev exported with padded sides up to 1024 only: some images fall outside its range."""
+    out = tmp_path_factory.mktemp("export") / "tiny_dev_1024"
+    code, _, err = run_script("export/to_onnx.py", "--config", tiny_dev / "tiny_config.json",
+                              "--checkpoint", tiny_dev / "checkpoint.pth", "--out", out, "--max-side", "1024")
+    assert code == 0, err
+    return out
