@@ -20,7 +20,6 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
 from serve_check import photos, request_inputs
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -13,7 +13,7 @@ import importlib.util
 import json
 import logging
 
-from .backends import PRECISIONS
+from .backends import PRECISIONS, check_pair
 from .errors import SanrtError
 from .machine import machine_slug
 from .manifest import Manifest
@@ -63,8 +63,7 @@ def record(manifest: Manifest, paths: dict, source: str) -> None:
 def _valid(manifest: Manifest, p) -> bool:
     """A recorded path that still describes this export: well formed, a pair that exists, same graphs."""
     try:
-        if PRECISIONS.get(p["backend"]) is None or p["precision"] not in PRECISIONS[p["backend"]]:
-            return False
+        check_pair(p["backend"], p["precision"])
         float(p["median_s"]), meets_bounds(p)
         return graphs_of(manifest, p["precision"]) == p["graphs"]
     except (SanrtError, KeyError, TypeError, ValueError):

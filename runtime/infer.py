@@ -60,7 +60,7 @@ def run(args) -> int:
     # Every input is checked whole before anything is written: each image decoded once here (a file
     # cut short fails now, not after earlier outputs exist), then every output name.
     for p in tqdm(paths, desc="checking", unit="img", disable=len(paths) < 20, file=sys.stderr, leave=False):
-        seg.padded_size(*load_image(p).shape[:2])
+        seg.input_size(*load_image(p).shape[:2])
     writer.plan([p.stem for p in paths], inputs=paths)
     vocab = seg.vocabulary(names, use_cache=not args.no_cache)
     if seg.choice:

@@ -232,7 +232,7 @@ class Segmenter:
         return Vocabulary(tuple(names), weights, self.source, cached, time.perf_counter() - t)
 
     # ---- images -----------------------------------------------------------------------------------
-    def padded_size(self, h: int, w: int) -> tuple[int, int]:
+    def input_size(self, h: int, w: int) -> tuple[int, int]:
         """Padded model-input size of an original (h, w) image; RangeError outside the export."""
         inp, r = self.manifest["input"], self.manifest["ranges"]
         ph, pw = padded_size(*resized_shape(h, w, inp["min_size"], inp["max_size"]), r["multiple"])
@@ -248,7 +248,7 @@ class Segmenter:
         r, inp = self.manifest["ranges"], self.manifest["input"]
         if not r["batch"][0] <= len(images) <= r["batch"][1]:
             raise RangeError(f"batch of {len(images)} is outside the export's range {r['batch'][0]}..{r['batch'][1]}")
-        sizes = {self.padded_size(*im.shape[:2]) for im in images}
+        sizes = {self.input_size(*im.shape[:2]) for im in images}
         if len(sizes) > 1:
             raise RangeError(f"one batch holds images of padded sizes {sorted(sizes)}; batch only equal padded "
                              "sizes (Segmenter.segment groups them)")
@@ -294,7 +294,7 @@ class Segmenter:
         for i, im in enumerate(images):
             if not isinstance(im, np.ndarray) or im.dtype != np.uint8 or im.ndim != 3 or im.shape[2] != 3:
                 raise ImageError(f"image {i}: expected an RGB uint8 [H, W, 3] array (load_image or to_rgb_u8 makes one)")
-            groups.setdefault(self.padded_size(*im.shape[:2]), []).append(i)
+            groups.setdefault(self.input_size(*im.shape[:2]), []).append(i)
         out: list[Segmentation | None] = [None] * len(images)
         step = self.manifest["ranges"]["batch"][1]
         for idx in groups.values():

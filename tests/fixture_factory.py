@@ -1,4 +1,4 @@
-"""Write fixture folders in the official format for configs the shared fixtures do not cover.
+"""Write fixture folders in the official format for configs the official fixtures (tests/data/official) do not cover.
 
 The numbers come from sanrt itself, so such a folder proves the parity tool handles other widths,
 vocabularies and image sizes, not numerical faithfulness (tiny_dev proves that).

@@ -109,7 +109,7 @@ def test_export_matches_pytorch_on_a_flat_1600_token_grid(tiny_export, tiny_dev,
     model, _ = load_fixture_model(tiny_dev)
     seg = Segmenter(tiny_export, backend="onnxruntime", cache_dir=tmp_path)
     img = np.load(tiny_dev / "chelsea.npz")["orig_image_hwc_u8"][:12, :192].copy()  # 12x192: 16:1
-    assert seg.padded_size(*img.shape[:2]) == (160, 2560)
+    assert seg.input_size(*img.shape[:2]) == (160, 2560)
     enc = seg.encode_images([img])
     from sanrt.model.pipeline import TorchSegmenter
 
