@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from peak import GEMM, gemm_peaks, graph_flops
 from sanrt.export.models import add_model_arguments, model_from_args, model_name
 from sanrt.export.onnx_export import export
 from sanrt.export.parity import machine_info, sample_photos
@@ -47,6 +48,7 @@ from sanrt.runtime.visualize import label_png
 from sanrt.runtime.vocabulary import dataset_vocabulary
 
 ROOT = Path(__file__).resolve().parents[1]
+GEMM_DESC = f"[{GEMM[0]}x{GEMM[1]}] x [{GEMM[1]}x{GEMM[2]}] (benchmarks/peak.py)"
 VOCABS = {20: lambda: dataset_vocabulary("voc20"), 150: lambda: dataset_vocabulary("ade150"),
           847: lambda: dataset_vocabulary("ade847")}
 RUNTIME_PATHS = {  # name (after the precision it runs): (backend, image-graph precision)
@@ -74,10 +76,11 @@ class TorchPath:
         self.seg = TorchSegmenter(model)
         self.autocast = name == "torch-bf16"
         self.compile_s = None
+        self.extra_warmup = 0
         if name == "torch-compile":
-            t = time.perf_counter()
-            self.seg.model = torch.compile(model)
-            self.compile_s = time.perf_counter() - t  # lazy: the first calls compile, see warm-up
+            # one static graph per input size (dynamic shapes recompiled inside the timed runs)
+            self.seg.model = torch.compile(model, dynamic=False)
+            self.extra_warmup = 2  # compile_s: the first call at the timed size (compile + one run)
 
     def set_vocabulary(self, names):
         self.vocab = self.seg.vocabulary(names)
@@ -126,8 +129,11 @@ def stats(times: list[float], batch: int) -> dict:
 def interleaved(paths: list, images, runs: int, warmup: int) -> dict:
     """Time path.encode(images) for every path, A B C A B C ..., after `warmup` calls each."""
     for p in paths:
-        for _ in range(warmup):
+        for i in range(warmup + getattr(p, "extra_warmup", 0)):
+            t = time.perf_counter()
             p.encode(images)
+            if i == 0 and getattr(p, "extra_warmup", 0):  # torch.compile compiles in the first call
+                p.compile_s = time.perf_counter() - t
     times = {p.name: [] for p in paths}
     for _ in range(runs):
         for p in paths:
@@ -137,21 +143,94 @@ def interleaved(paths: list, images, runs: int, warmup: int) -> dict:
     return {name: stats(ts, len(images)) for name, ts in times.items()}
 
 
-def accuracy(paths: list, ref_path: TorchPath, photos: dict) -> dict:
-    """Label agreement and mask-embedding cosine of each path against PyTorch FP32, photo by photo."""
+PROBE_NOTE = "150 random class directions, SAN's semantic inference at the mask grid"
+
+
+def probe_labels(mask_emb: np.ndarray, mask_logits: np.ndarray, k: int = 150, seed: int = 0) -> np.ndarray:
+    """Labels at the mask grid from a probe classifier: k random unit class directions (CLIP's logit
+    scale 100), SAN's semantic inference (sum over queries of class probability x mask probability).
+    With random weights the text side gives nearly one class everywhere (label agreement then says
+    little); the probe's labels spread over many classes and flip with small errors in either output."""
+    d = mask_emb.shape[-1]
+    w = np.random.default_rng(seed).standard_normal((k + 1, d)).astype(np.float32)
+    w *= 100.0 / np.linalg.norm(w, axis=1, keepdims=True)
+    e = mask_emb / np.linalg.norm(mask_emb, axis=-1, keepdims=True)
+    logits = e @ w.T
+    probs = np.exp(logits - logits.max(-1, keepdims=True))
+    probs = (probs / probs.sum(-1, keepdims=True))[:, :-1]  # [Q, k], background dropped as SAN does
+    masks = 1.0 / (1.0 + np.exp(-mask_logits.astype(np.float32)))  # [Q, h, w]
+    return np.einsum("qk,qhw->khw", probs, masks).argmax(0)
+
+
+def accuracy(paths: list, ref_path: TorchPath, photos: dict) -> tuple[dict, dict]:
+    """({path: label agreement (dataset vocabulary; probe classifier), mask-embedding cosine against
+    PyTorch FP32, photo by photo}, how many classes the reference's labels hold per photo)."""
+    def outputs(r):
+        get = (lambda k: getattr(r, k)) if hasattr(r, "labels") else r.__getitem__
+        return get("labels"), np.asarray(get("mask_emb")), np.asarray(get("mask_logits"))
+
     out = {}
-    refs = {n: ref_path.finish(ref_path.encode([img]))[0] for n, img in photos.items()}
+    refs = {n: outputs(ref_path.finish(ref_path.encode([img]))[0]) for n, img in photos.items()}
+    probes = {n: probe_labels(r[1], r[2]) for n, r in refs.items()}
     for p in paths:
-        agree, cos = [], []
+        agree, probe, cos = [], [], []
         for n, img in photos.items():
-            r = p.finish(p.encode([img]))[0]
-            ours = r.labels if hasattr(r, "labels") else r["labels"]
-            emb = r.mask_emb if hasattr(r, "mask_emb") else r["mask_emb"]
-            agree.append(label_agreement(ours, refs[n]["labels"]))
-            cos.append(cosine_min(emb, refs[n]["mask_emb"]))
+            labels, emb, masks = outputs(p.finish(p.encode([img]))[0])
+            agree.append(label_agreement(labels, refs[n][0]))
+            probe.append(label_agreement(probe_labels(emb, masks), probes[n]))
+            cos.append(cosine_min(emb, refs[n][1]))
         out[p.name] = {"label_agreement": float(np.mean(agree)), "label_agreement_min": min(agree),
+                       "probe_label_agreement": float(np.mean(probe)), "probe_label_agreement_min": min(probe),
                        "mask_emb_cosine_min": min(cos)}
-    return out
+    classes = {"labels": [int(len(np.unique(r[0]))) for r in refs.values()],
+               "probe_labels": [int(len(np.unique(v))) for v in probes.values()]}
+    return out, classes
+
+
+STRESS = {"magnitude": 3000.0, "channels": 4, "normed_gain": 40.0}  # add_outlier_channels_'s settings
+
+
+def stress_accuracy(model: SAN, weights_desc: str, export_dir: Path, names: list[str], photos: dict, vocab: list[str],
+                    threads: int) -> dict:
+    """Accuracy of the runtime paths `names` on the outlier-stress variant of `model` (residual
+    outliers of 3000 and post-LayerNorm outlier channels 40x the rest, as trained CLIP has; FP32
+    function unchanged), against that variant in PyTorch FP32. Its export, with the same variants
+    made by the same recipes, lives beside the export as <name>_stress. Returns what accuracy() does."""
+    import copy
+
+    import open_clip
+    from sanrt.model.random_init import add_outlier_channels_
+    from sanrt.runtime.preprocess import pad_batch, prepare
+
+    stressed = copy.deepcopy(model)
+    batch, sizes = pad_batch([prepare(photos["astronaut"])])
+    tokens = open_clip.tokenize(["a photo of a cat.", "There is a large building in the scene."])
+    add_outlier_channels_(stressed, torch.from_numpy(batch), torch.from_numpy(sizes), tokens, **STRESS)
+    desc = f"{weights_desc}; outlier stress ({', '.join(f'{k} {v:g}' for k, v in STRESS.items())})"
+    sdir = export_dir.parent / f"{export_dir.name}_stress"
+    try:
+        fresh = Manifest.load(sdir)["weights"] != desc
+    except SanrtError:
+        fresh = True
+    if fresh:
+        export(stressed, sdir, desc, progress=log)
+    ensure_variants(sdir, names)
+    ref = TorchPath("torch-fp32", stressed)
+    paths = [RuntimePath(n, sdir, threads) for n in names]
+    for p in [ref, *paths]:
+        p.set_vocabulary(vocab)
+    log(f"accuracy on the outlier-stress variant: {', '.join(names)}")
+    return accuracy(paths, ref, photos)
+
+
+def ensure_variants(export_dir: Path, names: list[str]) -> None:
+    """Add the INT8 image graphs the runtime paths `names` read, where the export lacks them."""
+    variants = Manifest.load(export_dir)["graphs"]["image"].get("variants", {})
+    for p in names:
+        prec = RUNTIME_PATHS.get(p, (None, "fp32"))[1].split("-")[0]
+        if prec in ("int8", "int8dyn") and prec not in variants:
+            add_variant(export_dir, "static" if prec == "int8" else "dynamic", progress=log)
+            variants = Manifest.load(export_dir)["graphs"]["image"]["variants"]
 
 
 def end_to_end_split(path: RuntimePath, img: np.ndarray, out_dir: Path, runs: int) -> dict:
@@ -182,6 +261,24 @@ def input_of(photos: dict, hw: tuple[int, int], batch: int) -> list[np.ndarray]:
 
 
 # ---- report ----------------------------------------------------------------------------------------
+# the precision whose GEMM peak bounds each path (ONNX Runtime's FP16 graph computes in FP32 on CPUs)
+PEAK_PRECISION = {"torch-fp32": "fp32", "torch-compile": "fp32", "torch-bf16": "bf16", "ort-fp32": "fp32",
+                  "ort-fp16": "fp32", "ort-int8dyn": "int8", "ov-fp32": "fp32", "ov-bf16": "bf16", "ov-int8": "int8",
+                  "ov-int8-bf16": "int8"}
+
+
+def choosable(name: str, acc: dict, stress: dict) -> bool:
+    """Whether the automatic choice would take this path with these measurements."""
+    return choice.choosable({**acc, "precision": RUNTIME_PATHS.get(name, (None, "fp32"))[1],
+                             **({"stress": stress[name]} if name in stress else {})})
+
+
+def strongest_torch(timings: dict) -> str | None:
+    """The faster of PyTorch BF16 autocast and torch.compile, where measured."""
+    cands = [n for n in ("torch-bf16", "torch-compile") if n in timings]
+    return min(cands, key=lambda n: timings[n]["median_s"]) if cands else None
+
+
 def to_markdown(rep: dict) -> str:
     m = rep["machine"]
     lines = [f"# Speed: {rep['title']}", "",
@@ -193,22 +290,46 @@ def to_markdown(rep: dict) -> str:
              f"- date: {rep['date']}", ""]
     main = rep["main"]
     base = main["timings"]["torch-fp32"]["median_s"]
-    bf16 = main["timings"].get("torch-bf16", {}).get("median_s")
+    strongest = strongest_torch(main["timings"])
+    stress = rep.get("stress") or {}
+    flops, peaks = rep.get("flops"), rep.get("peaks") or {}
     lines += [f"## {main['label']}", "",
-              "| path | median s | p90 s | p99 s | img/s | vs PyTorch FP32 | vs PyTorch BF16 | label agreement | mask-emb cos (min) |",
-              "|---|---|---|---|---|---|---|---|---|"]
+              f"| path | median s | p90 s | p99 s | img/s | vs PyTorch FP32 | vs strongest PyTorch ({strongest or '-'}) "
+              "| label agreement: vocabulary, probe | mask-emb cos (min) | stress: vocabulary, probe, cos | GFLOP/s "
+              "| of FP32 peak | of its precision's peak |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, t in sorted(main["timings"].items(), key=lambda kv: kv[1]["median_s"]):
         acc = rep["accuracy"].get(name, {})
-        vs_bf16 = f"{bf16 / t['median_s']:.2f}x" if bf16 else "-"
-        agree = f"{acc['label_agreement']:.2%}" if acc else "reference"
+        vs = f"{main['timings'][strongest]['median_s'] / t['median_s']:.2f}x" if strongest else "-"
+        agree = f"{acc['label_agreement']:.2%}, {acc['probe_label_agreement']:.2%}" if acc else "reference"
         cos = f"{acc['mask_emb_cosine_min']:.5f}" if acc else "-"
+        st = (f"{stress[name]['label_agreement']:.2%}, {stress[name]['probe_label_agreement']:.2%}, "
+              f"{stress[name]['mask_emb_cosine_min']:.4f}") if name in stress else "-"
+        rate = flops["total"] / t["median_s"] / 1e9 if flops else None
+        own = PEAK_PRECISION.get(name)
+        of_fp32 = f"{rate / peaks['fp32']['gflops']:.0%}" if rate and "fp32" in peaks else "-"
+        of_own = f"{rate / peaks[own]['gflops']:.0%} ({own})" if rate and own in peaks else "-"
         lines.append(f"| {name} | {t['median_s']:.3f} | {t['p90_s']:.3f} | {t['p99_s']:.3f} | {t['images_per_s']:.2f} "
-                     f"| {base / t['median_s']:.2f}x | {vs_bf16} | {agree} | {cos} |")
+                     f"| {base / t['median_s']:.2f}x | {vs} | {agree} | {cos} | {st} | {f'{rate:.0f}' if rate else '-'} "
+                     f"| {of_fp32} | {of_own} |")
+    if flops:
+        parts = ", ".join(f"{k} {v / 1e9:.1f}" for k, v in flops["parts"].items())
+        lines.append(f"\nGraph FLOPs (PyTorch flop counter, multiply-add = 2): {flops['total'] / 1e9:.1f} GFLOP per image "
+                     f"({parts}). Measured GEMM peak, {GEMM_DESC}: " + "; ".join(
+                         f"{k} {v['gflops']:.0f} GFLOP/s ({', '.join(f'{lib} {g:.0f}' for lib, g in v['by'].items())})"
+                         for k, v in peaks.items()) + ". An INT8 path keeps some parts float, so its own-precision "
+                     "fraction is a lower bound of how close its INT8 parts run to the limit.")
+    if stress:
+        lines.append(f"\nOutlier stress (`add_outlier_channels_`, {rep['stress_settings']}): the same recipes on the "
+                     "stressed weights, against them in PyTorch FP32. INT8 paths must pass there to be chosen.")
     if rep.get("compile_s") is not None:
-        lines.append(f"\ntorch.compile: {rep['compile_s']:.1f} s to compile (first calls).")
+        lines.append(f"\ntorch.compile: {rep['compile_s']:.1f} s for the first call at the timed size (compiling).")
     lines.append(f"\nAccuracy bounds (against PyTorch FP32 on the sample photos): label agreement >= "
-                 f"{choice.MIN_LABEL_AGREEMENT:.0%} and mask-embedding cosine >= {choice.MIN_COSINE}; "
-                 f"best path meeting them: {rep.get('best_path', 'none')}.")
+                 f"{choice.MIN_LABEL_AGREEMENT:.0%} with the K={rep.get('k', 150)} dataset vocabulary and with the probe "
+                 f"classifier ({PROBE_NOTE}), and mask-embedding cosine >= {choice.MIN_COSINE}; INT8 paths also on the "
+                 f"outlier-stress variant. Classes in the reference's labels per photo: vocabulary "
+                 f"{rep.get('reference_classes', {}).get('labels')}, probe {rep.get('reference_classes', {}).get('probe_labels')}. "
+                 f"Best path meeting the bounds: {rep.get('best_path', 'none')}.")
     for sweep in rep.get("sweeps", []):
         lines += ["", f"## {sweep['label']}", "", "| " + " | ".join(["setting", *sweep["paths"]]) + " |",
                   "|" + "---|" * (len(sweep["paths"]) + 1)]
@@ -244,7 +365,7 @@ def plot(rep: dict, path: Path) -> None:
     base = t["torch-fp32"]["median_s"]
     for i, n in enumerate(names):
         acc = rep["accuracy"].get(n)
-        note = "" if acc is None or choice.meets_bounds(acc) else ", accuracy below bound"
+        note = "" if acc is None or choosable(n, acc, rep.get("stress") or {}) else ", accuracy below bound"
         ax.text(t[n]["p90_s"], i, f"  {med[i]:.2f} s ({base / med[i]:.1f}x{note})", va="center", fontsize=8)
     ax.invert_yaxis()
     ax.set_xlabel("seconds per batch (median; bar to p90)")
@@ -275,6 +396,9 @@ def main(argv=None) -> int:
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--quick", action="store_true", help="main comparison only, no sweeps")
+    ap.add_argument("--stress", action="store_true",
+                    help="also measure the low-precision paths' accuracy on the outlier-stress variant (the automatic "
+                         "choice takes an INT8 path only when it passed there)")
     ap.add_argument("--sweep-runs", type=int, default=3)
     ap.add_argument("--results", type=Path, help="report folder (default benchmarks/results/<machine>)")
     ap.add_argument("--verbose", action="store_true", help="show NNCF's and the backends' own log messages")
@@ -300,12 +424,7 @@ def main(argv=None) -> int:
         unknown = [p for p in wanted if p not in RUNTIME_PATHS and p not in TORCH_PATHS]
         if unknown:
             raise ValueError(f"unknown paths {unknown}; choose from {[*TORCH_PATHS, *RUNTIME_PATHS]}")
-        variants = m["graphs"]["image"].get("variants", {})
-        for p in wanted:
-            prec = RUNTIME_PATHS.get(p, (None, "fp32"))[1].split("-")[0]
-            if prec in ("int8", "int8dyn") and prec not in variants:
-                add_variant(export_dir, "static" if prec == "int8" else "dynamic", progress=log)
-                variants = Manifest.load(export_dir)["graphs"]["image"]["variants"]
+        ensure_variants(export_dir, wanted)
         ref = TorchPath("torch-fp32", model)
         paths = [ref] + [TorchPath(p, model) if p in TORCH_PATHS else RuntimePath(p, export_dir, args.threads)
                          for p in wanted if p != "torch-fp32"]
@@ -316,15 +435,22 @@ def main(argv=None) -> int:
         for p in paths:
             p.set_vocabulary(vocab)
         log("accuracy against PyTorch FP32 on the sample photos")
-        acc = accuracy([p for p in paths if p is not ref], ref, photos)
+        acc, classes = accuracy([p for p in paths if p is not ref], ref, photos)
+        stressed = [p for p in wanted if p in RUNTIME_PATHS and RUNTIME_PATHS[p][1] != "fp32"] if args.stress else []
+        stress, stress_classes = stress_accuracy(model, weights_desc, export_dir, stressed, photos, vocab, args.threads) \
+            if stressed else ({}, None)
         hw = parse_hw(args.size)
         main_label = f"{name}, {hw[0]}x{hw[1]}, batch 1, K={args.k}"
         log(f"timing: {main_label}, {len(paths)} paths x {args.runs} runs")
         main_t = interleaved(paths, input_of(photos, hw, 1), args.runs, args.warmup)
-        rep = {"title": f"{name} on {machine_info()['cpu']}", "machine": machine_info(), "cpu_flags": cpu_flags(),
+        log("graph FLOPs and the machine's GEMM peaks")
+        flops = graph_flops(model, hw)
+        peaks = gemm_peaks(args.threads)
+        rep = {"title": f"{name} on {machine_info()['cpu']}", "k": args.k, "flops": flops, "peaks": peaks, "machine": machine_info(), "cpu_flags": cpu_flags(),
                "threads": args.threads, "weights": weights_desc, "runs": args.runs, "warmup": args.warmup,
                "date": time.strftime("%Y-%m-%d %H:%M"), "loadavg_before": [round(v, 2) for v in load_before],
-               "main": {"label": main_label, "timings": main_t}, "accuracy": acc,
+               "main": {"label": main_label, "timings": main_t}, "accuracy": acc, "stress": stress,
+               "stress_settings": STRESS if stress else None, "reference_classes": classes, "stress_reference_classes": stress_classes,
                "compile_s": next((p.compile_s for p in paths if p.name == "torch-compile"), None), "sweeps": []}
         try:
             import openvino
@@ -333,7 +459,8 @@ def main(argv=None) -> int:
         except ImportError:
             pass
         # the best sanrt path: the fastest whose accuracy meets the bounds the automatic choice uses
-        verified = [p for p in paths if isinstance(p, RuntimePath) and choice.meets_bounds(acc[p.name])]
+        verified = [p for p in paths if isinstance(p, RuntimePath) and p.name in RUNTIME_PATHS
+                    and choosable(p.name, acc[p.name], stress)]
         best = min(verified, key=lambda p: main_t[p.name]["median_s"]) if verified else None
         if best:
             rep["best_path"] = best.name
@@ -365,7 +492,8 @@ def main(argv=None) -> int:
         return 2
     choice.record(Manifest.load(export_dir), {  # engines are chosen by passing them, not automatically
         p.name: {"backend": RUNTIME_PATHS[p.name][0], "precision": RUNTIME_PATHS[p.name][1],
-                 "median_s": main_t[p.name]["median_s"], **acc[p.name]}
+                 "median_s": main_t[p.name]["median_s"], **acc[p.name],
+                 **({"stress": stress[p.name]} if p.name in stress else {})}
         for p in paths if isinstance(p, RuntimePath) and p.name in RUNTIME_PATHS}, source=f"benchmarks/fps.py {rep['date']}, {main_label}")
     stem = f"fps_{name}"
     (results / f"{stem}.json").write_text(json.dumps(rep, indent=1))

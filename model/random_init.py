@@ -32,7 +32,7 @@ def spread_random_init_(model: SAN) -> SAN:
 
 @torch.no_grad()
 def add_outlier_channels_(model: SAN, images_u8: torch.Tensor, sizes: torch.Tensor, token_ids: torch.Tensor,
-                          magnitude: float = 3000.0, channels: int = 4, seed: int = 0) -> SAN:
+                          magnitude: float = 3000.0, channels: int = 4, seed: int = 0, normed_gain: float = 1.0) -> SAN:
     """The "outlier stress" variant. As in trained CLIP, a few residual-stream channels of both
     towers carry values of about `magnitude`, and the LayerNorms reading the stream give those
     channels no weight and scale the others so their outputs stay what they were (an even number
@@ -40,7 +40,13 @@ def add_outlier_channels_(model: SAN, images_u8: torch.Tensor, sizes: torch.Tens
     input (CLIP blocks, ln_post, ln_final, the side adapter's fusion norms) reaches ~`magnitude`
     while the FP32 model still works. LayerNorm statistics computed in FP16 overflow here (squares
     above 65504 once a value passes 256). The scales come from the LayerNorm input variances
-    measured on the given sample inputs before the change."""
+    measured on the given sample inputs before the change.
+
+    `normed_gain` > 1 adds what breaks INT8 (LLM.int8, SmoothQuant): trained transformers' LayerNorm
+    gains are large in a few channels, so the tensors the linear layers read carry outlier channels
+    too. `channels` output channels of every CLIP block LayerNorm (both towers) are multiplied by
+    `normed_gain` and the weights reading them divided by it: the FP32 function stays the same, but a
+    per-tensor INT8 scale of those inputs must span `normed_gain` times their usual range."""
     g = torch.Generator().manual_seed(seed)
     v, t = model.clip.visual, model.clip
     fusion = [f.input_proj[0] for f in model.side_adapter.fusion_layers.values()]
@@ -69,4 +75,12 @@ def add_outlier_channels_(model: SAN, images_u8: torch.Tensor, sizes: torch.Tens
 
     stress(v.ln_pre.bias, visual_norms, v.ln_pre.bias.numel())
     stress(t.positional_embedding, text_norms, t.positional_embedding.shape[1])
+    if normed_gain != 1.0:
+        for blk in [*v.transformer.resblocks, *t.transformer.resblocks]:
+            for norm, reader in ((blk.ln_1, blk.attn.in_proj_weight), (blk.ln_2, blk.mlp.c_fc.weight)):
+                live = (norm.weight != 0).nonzero()[:, 0]  # not the stream outliers' own (zeroed) channels
+                idx = live[torch.randperm(live.numel(), generator=g)[:channels]]
+                norm.weight[idx] *= normed_gain
+                norm.bias[idx] *= normed_gain
+                reader[:, idx] /= normed_gain
     return model

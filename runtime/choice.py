@@ -26,9 +26,26 @@ FALLBACK = ("onnxruntime", "fp32")
 log = logging.getLogger("sanrt")
 
 
+# INT8 paths must also pass on the outlier-stress variant (benchmarks/fps.py --stress): random
+# weights lack the outlier channels of trained CLIP that break per-tensor INT8 scales, so a pass on
+# the export's own weights alone would flatter INT8.
+STRESS_CHECKED = ("int8", "int8dyn", "int8-bf16")
+
+
 def meets_bounds(acc: dict) -> bool:
-    """A path's accuracy against PyTorch FP32 is good enough to be chosen (or called verified)."""
-    return acc["label_agreement"] >= MIN_LABEL_AGREEMENT and acc["mask_emb_cosine_min"] >= MIN_COSINE
+    """A path's accuracy against PyTorch FP32 is good enough to be chosen (or called verified): label
+    agreement with the dataset vocabulary and with the probe classifier (random class directions,
+    whose labels spread even where random weights give one class everywhere), and mask-embedding
+    cosine. An entry without the probe measurement (an older fps.py) does not count."""
+    return (acc["label_agreement"] >= MIN_LABEL_AGREEMENT and acc.get("probe_label_agreement", -1) >= MIN_LABEL_AGREEMENT
+            and acc["mask_emb_cosine_min"] >= MIN_COSINE)
+
+
+def choosable(p: dict) -> bool:
+    """Meets the bounds, and for INT8 paths also on the outlier-stress variant."""
+    if not meets_bounds(p):
+        return False
+    return p["precision"] not in STRESS_CHECKED or (isinstance(p.get("stress"), dict) and meets_bounds(p["stress"]))
 
 
 def graphs_of(manifest: Manifest, precision: str) -> dict:
@@ -52,8 +69,9 @@ def _read(manifest: Manifest) -> dict:
 
 
 def record(manifest: Manifest, paths: dict, source: str) -> None:
-    """paths: {name: {"backend", "precision", "median_s", "label_agreement", "mask_emb_cosine_min"}}.
-    Replaces this machine's entry; each path also records the sha256 of the graphs it ran."""
+    """paths: {name: {"backend", "precision", "median_s", "label_agreement", "probe_label_agreement",
+    "mask_emb_cosine_min", optionally "stress": {the same three}}}. Replaces this machine's entry;
+    each path also records the sha256 of the graphs it ran."""
     data = _read(manifest)
     data[machine_slug()] = {"source": source,
                             "paths": {n: {**p, "graphs": graphs_of(manifest, p["precision"])} for n, p in paths.items()}}
@@ -64,7 +82,7 @@ def _valid(manifest: Manifest, p) -> bool:
     """A recorded path that still describes this export: well formed, a pair that exists, same graphs."""
     try:
         check_pair(p["backend"], p["precision"])
-        float(p["median_s"]), meets_bounds(p)
+        float(p["median_s"]), choosable(p)
         return graphs_of(manifest, p["precision"]) == p["graphs"]
     except (SanrtError, KeyError, TypeError, ValueError):
         return False
@@ -78,9 +96,9 @@ def choose(manifest: Manifest, available=None) -> tuple[str, str, str]:
                 "ONNX Runtime FP32 (run benchmarks/fps.py to measure the others)")
     installed = available or {b for b in PRECISIONS if importlib.util.find_spec(b) is not None}
     current = {n: p for n, p in entry["paths"].items() if _valid(manifest, p)}
-    ok = {n: p for n, p in current.items() if p["backend"] in installed and meets_bounds(p)}
+    ok = {n: p for n, p in current.items() if p["backend"] in installed and choosable(p)}
     if not ok:
-        why = "no measured path met the accuracy bounds here" if current else \
+        why = "no measured path met the accuracy bounds here (INT8 ones also on the outlier-stress variant)" if current else \
             "the measured graphs are no longer those of this export (re-exported or variant removed)"
         return (*FALLBACK, f"{why}; ONNX Runtime FP32 (run benchmarks/fps.py again)")
     name, p = min(ok.items(), key=lambda kv: kv[1]["median_s"])

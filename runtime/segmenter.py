@@ -46,6 +46,7 @@ class Vocabulary:
     source: str  # which export's text side made it (sha256 of its text graph and classifier data)
     cached: bool = False  # read from the on-disk cache
     text_s: float = 0.0  # seconds it took
+    names_encoded: int = 0  # names whose texts the text graph ran for (the others came from the cache)
 
     def __len__(self) -> int:
         return len(self.names)
@@ -176,24 +177,44 @@ class Segmenter:
             feats[rows] = out
         return feats
 
-    def class_weights_for(self, names: list[str]) -> np.ndarray:
-        """Class names -> [K+1, D] classifier weights (templates averaged, background row, scale)."""
+    def name_key(self, name: str) -> str:
+        """A class name's cache key: its template texts' features depend on nothing else."""
+        m = self.manifest
+        key = json.dumps([m["sha256"][m["graphs"]["text"]["file"]], self._text_source, m["templates"], name],
+                         ensure_ascii=False)
+        return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+    def class_weights_for(self, names: list[str], use_cache: bool = True) -> tuple[np.ndarray, int, bool]:
+        """Class names -> ([K+1, D] classifier weights (templates averaged, background row, scale),
+        how many names the text graph ran for, whether the cache took every write). Each name's
+        template features are cached on their own, so a vocabulary that shares names with earlier
+        ones encodes only its new names."""
         templates = self.manifest["templates"]
-        feats = self.encode_texts([t.format(n) for t in templates for n in names])
-        feats = feats.reshape(len(templates), len(names), -1).mean(axis=0)
+        shape = (len(templates), self.bg_embed.shape[-1])
+        paths = {n: self.cache_dir / "names" / f"{self.name_key(n)}.npy" for n in names}
+        per_name = {n: self._read_cached(paths[n], shape) for n in names} if use_cache else {}
+        missing = [n for n in names if per_name.get(n) is None]
+        writable = use_cache
+        if missing:
+            feats = self.encode_texts([t.format(n) for t in templates for n in missing])
+            feats = feats.reshape(len(templates), len(missing), -1)
+            for i, n in enumerate(missing):
+                per_name[n] = np.ascontiguousarray(feats[:, i])
+                if writable:  # after one failed write, no more tries (one warning, not one per name)
+                    writable = self._write_cached(paths[n], per_name[n])
+        feats = np.stack([per_name[n] for n in names], axis=1).mean(axis=0)
         feats = feats / np.linalg.norm(feats, axis=-1, keepdims=True)
         w = np.concatenate([feats, self.bg_embed], axis=0)
         w = w / np.maximum(np.linalg.norm(w, axis=-1, keepdims=True), 1e-12)
-        return (self.logit_scale_exp * w).astype(np.float32)
+        return (self.logit_scale_exp * w).astype(np.float32), len(missing), writable
 
-    def _read_cached(self, path: Path, k: int) -> np.ndarray | None:
-        """A cache entry, or None when it is absent; a damaged entry (truncated, wrong shape or type,
-        not finite) is reported in one warning line and recomputed."""
+    def _read_cached(self, path: Path, expected: tuple[int, int]) -> np.ndarray | None:
+        """A cache entry of this shape, or None when it is absent; a damaged entry (truncated, wrong
+        shape or type, not finite) is reported in one warning line and recomputed."""
         if not path.is_file():
             return None
         try:
             w = np.load(path, allow_pickle=False)
-            expected = (k + 1, self.bg_embed.shape[-1])
             if not isinstance(w, np.ndarray) or w.dtype != np.float32 or w.shape != expected:
                 raise ValueError(f"holds {getattr(w, 'dtype', '?')} {getattr(w, 'shape', '?')}, not float32 {expected}")
             if not np.isfinite(w).all():
@@ -203,33 +224,36 @@ class Segmenter:
             log.warning(f"vocabulary cache entry {path} is damaged ({str(e).splitlines()[0] if str(e) else type(e).__name__}); recomputing it")
             return None
 
-    def _write_cached(self, path: Path, weights: np.ndarray) -> None:
+    def _write_cached(self, path: Path, weights: np.ndarray) -> bool:
         """Store an entry; a cache that cannot be written costs a warning, never the answer."""
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             buf = io.BytesIO()
             np.save(buf, weights)  # np.save on a path would add its own ".npy" to the temporary name
             write_atomic(path, lambda f: f.write_bytes(buf.getvalue()))
+            return True
         except OSError as e:
             log.warning(f"vocabulary cache {self.cache_dir} is not writable ({e.strerror or e}); continuing without it")
+            return False
 
     def vocabulary(self, names, use_cache: bool = True) -> Vocabulary:
         """Class names -> a Vocabulary for this export: from the cache when it holds these names for
-        this text graph and backend, else one text-graph run (then cached)."""
+        this text graph and backend, else from the cached features of the names it knows and one
+        text-graph run for the others (then cached)."""
         names = check_vocabulary(names)
         lo, hi = self.manifest["ranges"]["classes"]
         if not lo <= len(names) <= hi:
             raise RangeError(f"{len(names)} classes is outside the export's range {lo}..{hi}")
         t = time.perf_counter()
         path = self.cache_dir / f"{self.cache_key(names)}.npy"
-        weights = self._read_cached(path, len(names)) if use_cache else None
-        cached = weights is not None
+        weights = self._read_cached(path, (len(names) + 1, self.bg_embed.shape[-1])) if use_cache else None
+        cached, encoded = weights is not None, 0
         if not cached:
-            weights = self.class_weights_for(names)
-            if use_cache:
+            weights, encoded, writable = self.class_weights_for(names, use_cache)
+            if writable:
                 self._write_cached(path, weights)
         weights.flags.writeable = False
-        return Vocabulary(tuple(names), weights, self.source, cached, time.perf_counter() - t)
+        return Vocabulary(tuple(names), weights, self.source, cached, time.perf_counter() - t, encoded)
 
     # ---- images -----------------------------------------------------------------------------------
     def input_size(self, h: int, w: int) -> tuple[int, int]:

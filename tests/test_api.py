@@ -117,6 +117,18 @@ def test_a_vocabulary_is_an_immutable_value(tiny_export, tmp_path):
     assert other.vocabulary(["cat", "dog"]).source == v.source  # same export: interchangeable
 
 
+def test_a_vocabulary_sharing_names_encodes_only_its_new_names(tiny_export, tmp_path):
+    seg = Segmenter(tiny_export, backend="onnxruntime", cache_dir=tmp_path)
+    first = seg.vocabulary(["cat", "dog", "tree", "sky"])
+    assert first.names_encoded == 4 and not first.cached
+    mixed = seg.vocabulary(["sky", "road", "cat"])  # two known names, one new, in another order
+    assert mixed.names_encoded == 1 and not mixed.cached
+    fresh = seg.vocabulary(["sky", "road", "cat"], use_cache=False)  # every text through the text graph
+    assert fresh.names_encoded == 3
+    np.testing.assert_allclose(mixed.class_weights, fresh.class_weights, rtol=0, atol=1e-5)
+    assert seg.vocabulary(["sky", "road", "cat"]).cached  # now the whole vocabulary's entry
+
+
 def test_a_vocabulary_from_another_export_is_refused(tiny_export, tiny_dev, tmp_path):
     from sanrt.export import build_model, export
 

@@ -75,3 +75,38 @@ def test_int8_variants_are_added_and_run(tiny_export, tmp_path, method, precisio
     s = Segmenter(folder, backend="onnxruntime", precision=precision, cache_dir=tmp_path / "c")
     r = s.segment([np.zeros((50, 70, 3), np.uint8) + 90], s.vocabulary(["cat", "dog", "grass"]))[0]
     assert r.labels.shape == (50, 70) and np.isfinite(r.mask_emb).all()
+
+
+def test_smoothquant_migration_keeps_the_fp32_function_and_flattens_outlier_channels(tiny_dev, tmp_path, feed):
+    """The migration run before dynamic INT8: same FP32 outputs, and on the outlier-stress variant the
+    smoothed LayerNorm outputs no longer have a few channels 40x the rest."""
+    import onnx
+    import open_clip
+    import torch
+    from sanrt.export import build_model, export
+    from sanrt.export.quantize import smooth_layernorm_readers
+    from sanrt.model.random_init import add_outlier_channels_
+
+    model, weights = build_model(config=tiny_dev / "tiny_config.json", random_init=True, notice=lambda s: None)
+    add_outlier_channels_(model, torch.from_numpy(feed["images"]), torch.from_numpy(feed["sizes"]),
+                          open_clip.tokenize(["a photo of a cat."]), normed_gain=40.0)
+    export(model, tmp_path / "e", weights, progress=lambda s: None)
+    g = onnx.load(tmp_path / "e" / "image.onnx")
+    ln = [n.output[0] for n in g.graph.node if n.op_type == "LayerNormalization" and "/resblocks." in n.name][1]
+    before = make_runner("onnxruntime", tmp_path / "e" / "image.onnx", device="cpu").infer(feed)
+    probe = onnx.ModelProto()
+    probe.CopyFrom(g)
+    assert smooth_layernorm_readers(g, [feed]) >= 2 * model.cfg.clip_vision["layers"]  # ln_1 and ln_2 of every block
+    onnx.save(g, tmp_path / "smoothed.onnx")
+    after = make_runner("onnxruntime", tmp_path / "smoothed.onnx", device="cpu").infer(feed)
+    for k in ("mask_logits", "mask_emb"):
+        np.testing.assert_allclose(after[k], before[k], rtol=0, atol=2e-4 * np.abs(before[k]).max())
+
+    def channel_spread(graph):  # largest channel max / median channel max of one CLIP LayerNorm output
+        graph.graph.output.extend([onnx.helper.make_empty_tensor_value_info(ln)])
+        onnx.save(graph, tmp_path / "probe.onnx")
+        x = make_runner("onnxruntime", tmp_path / "probe.onnx", device="cpu").infer(feed)[ln]
+        m = np.abs(x).reshape(-1, x.shape[-1]).max(axis=0)
+        return m.max() / np.median(m)
+
+    assert channel_spread(probe) > 20 > 3 * channel_spread(g)

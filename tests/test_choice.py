@@ -10,10 +10,11 @@ from sanrt.runtime.manifest import Manifest
 
 def _paths(**overrides):
     paths = {
-        "ort-fp32": {"backend": "onnxruntime", "precision": "fp32", "median_s": 2.0, "label_agreement": 1.0, "mask_emb_cosine_min": 1.0},
-        "ov-bf16": {"backend": "openvino", "precision": "bf16", "median_s": 0.8, "label_agreement": 0.995, "mask_emb_cosine_min": 0.999},
-        "ov-int8": {"backend": "openvino", "precision": "int8", "median_s": 0.5, "label_agreement": 0.93, "mask_emb_cosine_min": 0.97},
-        "ort-int8dyn": {"backend": "onnxruntime", "precision": "int8dyn", "median_s": 0.6, "label_agreement": 0.995, "mask_emb_cosine_min": 0.995},
+        "ort-fp32": {"backend": "onnxruntime", "precision": "fp32", "median_s": 2.0, "label_agreement": 1.0, "probe_label_agreement": 1.0, "mask_emb_cosine_min": 1.0},
+        "ov-bf16": {"backend": "openvino", "precision": "bf16", "median_s": 0.8, "label_agreement": 0.995, "probe_label_agreement": 0.993, "mask_emb_cosine_min": 0.999},
+        "ov-int8": {"backend": "openvino", "precision": "int8", "median_s": 0.5, "label_agreement": 0.93, "probe_label_agreement": 0.95, "mask_emb_cosine_min": 0.97},
+        "ort-int8dyn": {"backend": "onnxruntime", "precision": "int8dyn", "median_s": 0.6, "label_agreement": 0.995, "probe_label_agreement": 0.994, "mask_emb_cosine_min": 0.995,
+                        "stress": {"label_agreement": 0.993, "probe_label_agreement": 0.992, "mask_emb_cosine_min": 0.994}},
     }
     for k, v in overrides.items():
         paths[k].update(v)
@@ -39,6 +40,22 @@ def test_fastest_verified_path_wins(manifest):
     assert all("graphs" in p for entry in recorded.values() for p in entry["paths"].values())
 
 
+@pytest.mark.parametrize("stress", [None, {"label_agreement": 0.95, "probe_label_agreement": 0.999, "mask_emb_cosine_min": 0.999},
+                                    {"label_agreement": 0.999, "probe_label_agreement": 0.97, "mask_emb_cosine_min": 0.999},
+                                    {"label_agreement": 0.999, "probe_label_agreement": 0.999, "mask_emb_cosine_min": 0.9}])
+def test_int8_that_fails_or_skipped_the_outlier_stress_is_not_chosen(manifest, stress):
+    paths = _paths(**{"ov-int8": {"label_agreement": 0.999, "probe_label_agreement": 0.999, "mask_emb_cosine_min": 0.999,
+                                  "stress": stress}})
+    if stress is None:
+        del paths["ov-int8"]["stress"]
+    choice.record(manifest, paths, source="test")
+    # ov-int8 (0.5 s) meets the bounds on the export's own weights, but not on the stress variant
+    assert choice.choose(manifest, available={"onnxruntime", "openvino"})[:2] == ("onnxruntime", "int8dyn")
+    paths["ov-int8"]["stress"] = {"label_agreement": 0.995, "probe_label_agreement": 0.995, "mask_emb_cosine_min": 0.995}
+    choice.record(manifest, paths, source="test")
+    assert choice.choose(manifest, available={"onnxruntime", "openvino"})[:2] == ("openvino", "int8")
+
+
 def test_uninstalled_backend_is_skipped(manifest):
     choice.record(manifest, _paths(**{"ort-int8dyn": {"median_s": 5.0}}), source="test")
     assert choice.choose(manifest, available={"onnxruntime"})[:2] == ("onnxruntime", "fp32")
@@ -60,7 +77,7 @@ def test_a_re_export_invalidates_every_entry(manifest):
 
 
 def test_entries_without_graph_hashes_or_with_pairs_that_do_not_exist_are_ignored(manifest):
-    old = {"backend": "openvino", "precision": "bf16", "median_s": 0.1, "label_agreement": 1.0, "mask_emb_cosine_min": 1.0}
+    old = {"backend": "openvino", "precision": "bf16", "median_s": 0.1, "label_agreement": 1.0, "probe_label_agreement": 1.0, "mask_emb_cosine_min": 1.0}
     bad_pair = {**old, "backend": "onnxruntime", "graphs": choice.graphs_of(manifest, "bf16")}
     (manifest.folder / choice.VERIFIED).write_text(json.dumps(
         {choice.machine_slug(): {"source": "older sanrt", "paths": {"ov-bf16": old, "ort-bf16": bad_pair}}}))

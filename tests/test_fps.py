@@ -1,29 +1,42 @@
 """benchmarks/fps.py runs on a tiny config and writes a well-formed report (never a speed check)."""
 import json
+import shutil
 
 from conftest import run_script
 
 
 def test_fps_harness_report(tiny_dev, tiny_export, tmp_path):
+    export = tmp_path / "export"
+    shutil.copytree(tiny_export, export)  # fps.py adds variants and verified.json to the folder it measures
     code, out, err = run_script("benchmarks/fps.py", "--config", tiny_dev / "tiny_config.json", "--checkpoint",
-                                tiny_dev / "checkpoint.pth", "--engine", tiny_export, "--paths", "torch-fp32,ort-fp32", "--size", "256x256",
-                                "--runs", "2", "--warmup", "1", "--sweep-runs", "1", "--results", tmp_path, timeout=900)
+                                tiny_dev / "checkpoint.pth", "--engine", export, "--paths", "torch-fp32,ort-fp32,ort-int8dyn",
+                                "--stress", "--size", "256x256", "--runs", "2", "--warmup", "1", "--sweep-runs", "1",
+                                "--results", tmp_path, timeout=900)
     assert code == 0, err
     rep = json.loads((tmp_path / "fps_tiny_dev.json").read_text())
     # (PyTorch BF16 autocast is left out: on CPUs without BF16 instructions it is emulated, minutes here)
-    assert set(rep["main"]["timings"]) == {"torch-fp32", "ort-fp32"}
+    assert set(rep["main"]["timings"]) == {"torch-fp32", "ort-fp32", "ort-int8dyn"}
     for t in rep["main"]["timings"].values():
         assert t["runs"] == 2 and 0 < t["median_s"] <= t["p99_s"] and t["images_per_s"] > 0
-    assert set(rep["accuracy"]) == {"ort-fp32"}
+    assert set(rep["accuracy"]) == {"ort-fp32", "ort-int8dyn"}
     assert rep["accuracy"]["ort-fp32"]["label_agreement"] >= 0.9999
-    assert rep["best_path"] == "ort-fp32"
+    # the INT8 path was also measured on the outlier-stress variant, and that is recorded for the choice
+    assert set(rep["stress"]) == {"ort-int8dyn"} and 0 <= rep["stress"]["ort-int8dyn"]["label_agreement"] <= 1
+    assert (tmp_path / "export_stress" / "manifest.json").is_file()
+    verified = json.loads((export / "verified.json").read_text())
+    [entry] = verified.values()
+    assert entry["paths"]["ort-int8dyn"]["stress"] == rep["stress"]["ort-int8dyn"]
+    assert rep["best_path"] in ("ort-fp32", "ort-int8dyn")
+    # the distance to the limit: graph FLOPs and the measured GEMM peaks of this run
+    assert rep["flops"]["total"] > sum(v for v in rep["flops"]["parts"].values()) * 0.99 > 0
+    assert rep["peaks"]["fp32"]["gflops"] > 0 and rep["peaks"]["int8"]["gflops"] > 0
     assert [s["label"].split(",")[0] for s in rep["sweeps"]] == ["batch sweep", "size sweep"]
     assert [r["setting"] for r in rep["sweeps"][0]["rows"]] == ["batch 1", "batch 2", "batch 4", "batch 8"]
     assert set(rep["vocabulary"]) == {"20", "150", "847"}
     assert {"decode", "preprocess", "image_graph", "head", "postprocess", "png"} <= set(rep["e2e"]["stages"])
     assert rep["cpu_flags"] is not None and rep["threads"] >= 1 and len(rep["loadavg_before"]) == 3
     md = (tmp_path / "fps_tiny_dev.md").read_text()
-    assert "| ort-fp32 |" in md and "vs PyTorch BF16" in md and "## End to end" in md
+    assert "| ort-fp32 |" in md and "vs strongest PyTorch" in md and "of FP32 peak" in md and "## End to end" in md
     assert (tmp_path / "fps_tiny_dev.png").read_bytes()[:4] == b"\x89PNG"
 
 

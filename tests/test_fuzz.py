@@ -115,7 +115,7 @@ def test_manifest_json_is_valid_or_an_export_folder_error(manifest_data, data):
 def test_cache_files_are_used_only_when_whole_and_right(tiny_segmenter, tmp_path_factory, data):
     path = tmp_path_factory.mktemp("c") / "entry.npy"
     path.write_bytes(data)
-    w = tiny_segmenter._read_cached(path, 2)
+    w = tiny_segmenter._read_cached(path, (3, tiny_segmenter.bg_embed.shape[-1]))
     assert w is None or (w.shape == (3, tiny_segmenter.bg_embed.shape[-1]) and np.isfinite(w).all())
 
 
@@ -125,7 +125,7 @@ def test_cache_arrays_of_any_shape_or_content(tiny_segmenter, tmp_path_factory, 
     path = tmp_path_factory.mktemp("c") / "entry.npy"
     with np.errstate(invalid="ignore"):
         np.save(path, np.full(shape, fill).astype(dtype))
-    w = tiny_segmenter._read_cached(path, 2)
+    w = tiny_segmenter._read_cached(path, (3, tiny_segmenter.bg_embed.shape[-1]))
     assert w is None or (w.shape == (3, tiny_segmenter.bg_embed.shape[-1]) and np.isfinite(w).all())
 
 
