@@ -34,11 +34,10 @@ STRESS_CHECKED = ("int8", "int8dyn", "int8-bf16")
 
 def meets_bounds(acc: dict) -> bool:
     """A path's accuracy against PyTorch FP32 is good enough to be chosen (or called verified): label
-    agreement with the dataset vocabulary and with the probe classifier (random class directions,
-    whose labels spread even where random weights give one class everywhere), and mask-embedding
-    cosine. An entry without the probe measurement (an older fps.py) does not count."""
-    return (acc["label_agreement"] >= MIN_LABEL_AGREEMENT and acc.get("probe_label_agreement", -1) >= MIN_LABEL_AGREEMENT
-            and acc["mask_emb_cosine_min"] >= MIN_COSINE)
+    agreement with the dataset vocabulary and mask-embedding cosine. (fps.py also reports a probe
+    classifier's label agreement; not a bound: on random weights its labels sit on near-ties, where
+    even PyTorch's own BF16 autocast flips 3 % of them. benchmarks/NOTES.md section 9.)"""
+    return acc["label_agreement"] >= MIN_LABEL_AGREEMENT and acc["mask_emb_cosine_min"] >= MIN_COSINE
 
 
 def choosable(p: dict) -> bool:
@@ -69,8 +68,8 @@ def _read(manifest: Manifest) -> dict:
 
 
 def record(manifest: Manifest, paths: dict, source: str) -> None:
-    """paths: {name: {"backend", "precision", "median_s", "label_agreement", "probe_label_agreement",
-    "mask_emb_cosine_min", optionally "stress": {the same three}}}. Replaces this machine's entry;
+    """paths: {name: {"backend", "precision", "median_s", "label_agreement", "mask_emb_cosine_min",
+    optionally "stress": {the same two}}}. Replaces this machine's entry;
     each path also records the sha256 of the graphs it ran."""
     data = _read(manifest)
     data[machine_slug()] = {"source": source,

@@ -24,7 +24,18 @@ def cpu_flags() -> list[str]:
     return sorted(f for f in flags if f.startswith(("amx", "avx512_bf16", "avx512_vnni", "avx512f", "avx2", "avx_vnni")))
 
 
+def matrix_tier(flags: list[str]) -> str:
+    """The fastest matrix instructions the CPU has: what decides which low-precision path wins."""
+    for flag, tier in (("amx_tile", "amx"), ("avx512_bf16", "bf16"), ("avx512_vnni", "vnni"), ("avx_vnni", "avxvnni"),
+                       ("avx512f", "avx512"), ("avx2", "avx2")):
+        if flag in flags:
+            return tier
+    return "base"
+
+
 def machine_slug() -> str:
-    """A folder name for results: core count and CPU model, e.g. cpu2-intel-xeon."""
+    """A folder name for results and the key of verified measurements: core count, CPU model and
+    matrix tier, e.g. cpu2-intel-xeon-vnni. Cloud CPUs often share one model name ("Intel Xeon
+    Processor") across generations with and without BF16 or AMX; the tier tells them apart."""
     cpu = re.sub(r"\(r\)|\(tm\)|cpu|@.*|processor", " ", cpu_model().lower())
-    return f"cpu{os.cpu_count()}-" + "-".join(cpu.split())[:40].strip("-")
+    return f"cpu{os.cpu_count()}-" + "-".join(cpu.split())[:40].strip("-") + f"-{matrix_tier(cpu_flags())}"

@@ -41,7 +41,6 @@ def test_fastest_verified_path_wins(manifest):
 
 
 @pytest.mark.parametrize("stress", [None, {"label_agreement": 0.95, "probe_label_agreement": 0.999, "mask_emb_cosine_min": 0.999},
-                                    {"label_agreement": 0.999, "probe_label_agreement": 0.97, "mask_emb_cosine_min": 0.999},
                                     {"label_agreement": 0.999, "probe_label_agreement": 0.999, "mask_emb_cosine_min": 0.9}])
 def test_int8_that_fails_or_skipped_the_outlier_stress_is_not_chosen(manifest, stress):
     paths = _paths(**{"ov-int8": {"label_agreement": 0.999, "probe_label_agreement": 0.999, "mask_emb_cosine_min": 0.999,

@@ -50,3 +50,16 @@ def test_postprocess_benchmark_report(tmp_path):
         assert r["label_agreement"] >= 0.9999  # the numpy runtime computes what the official code does
     assert "| 1920x1080 | 150 |" in (tmp_path / "postprocess.md").read_text()
     assert (tmp_path / "postprocess.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_text_side_report(tiny_export, tmp_path):
+    """benchmarks/text_side.py: per-name caching encodes only new names, with the same class weights."""
+    code, _, err = run_script("benchmarks/text_side.py", "--engine", tiny_export, "--results", tmp_path, timeout=600)
+    assert code == 0, err
+    rep = json.loads((tmp_path / "text_side.json").read_text())
+    encoded = [r["names_encoded"] for r in rep["rows"]]
+    assert encoded[0] == 150 and 0 < encoded[1] < 150 and encoded[2] == 10 and encoded[3] == 0
+    assert rep["rows"][3]["whole_vocabulary_cached"]
+    assert all(r["cosine_min"] >= 0.99999 for r in rep["rows"])
+    assert 0 < rep["ade150_tokens"]["tokens_prefix_shared"] < rep["ade150_tokens"]["tokens_now"]
+    assert "| ADE20K-150 again | 150 | 0 (whole vocabulary cached) |" in (tmp_path / "text_side.md").read_text()
