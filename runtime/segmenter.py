@@ -29,7 +29,11 @@ from .preprocess import pad_batch, padded_size, prepare, resized_shape
 from .tokenizer import Tokenizer
 from .vocabulary import check_vocabulary
 
-TEXT_CHUNK = 256  # texts per text-graph call: bounds activation memory for large vocabularies
+TEXT_CHUNK = 256  # the most texts per text-graph call (bounds activation memory; GPU engines are sized by it)
+# On CPUs smaller calls are faster: each call's activations stay in cache and each is cut after its own
+# longest text (ADE-150 through ViT-B/16's text graph, 2-core Cascade Lake: 12.4 s at 256, 10.3-10.5 s
+# at 32-64, 18.1 s at 1024; benchmarks/NOTES.md section 9)
+CPU_TEXT_CHUNK = 64
 log = logging.getLogger("sanrt")
 
 
@@ -165,7 +169,7 @@ class Segmenter:
         ids = self.tokenizer(texts, self.manifest["ranges"]["tokens"])
         ends = ids.argmax(axis=1)  # each text's end-of-text token (the largest id)
         order = np.argsort(ends, kind="stable")  # texts of similar length share a chunk
-        step = min(self.manifest["ranges"]["texts"][1], TEXT_CHUNK)
+        step = min(self.manifest["ranges"]["texts"][1], CPU_TEXT_CHUNK if self.text_graph.device == "cpu" else TEXT_CHUNK)
         feats = None
         for i in range(0, len(order), step):
             rows = order[i : i + step]

@@ -48,7 +48,7 @@ def test_text_chunks_cut_after_their_longest_text_are_exact(tiny_export, tmp_pat
     attention that equals running every text at the full 77 tokens, in the caller's order."""
     from sanrt.runtime import segmenter
 
-    monkeypatch.setattr(segmenter, "TEXT_CHUNK", 4)  # several chunks of different lengths
+    monkeypatch.setattr(segmenter, "CPU_TEXT_CHUNK", 4)  # several chunks of different lengths
     s = segmenter.Segmenter(tiny_export, cache_dir=tmp_path)
     texts = ["a cat.", "a photo of a very large and quite old wooden sailing ship on a stormy sea.", "dog",
              "there is a traffic light in the scene.", "x " * 100, "a photo of the small dog.", "sky", "a b c d e"]
