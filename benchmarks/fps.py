@@ -323,7 +323,8 @@ def to_markdown(rep: dict) -> str:
         lines.append(f"\nOutlier stress (`add_outlier_channels_`, {rep['stress_settings']}): the same recipes on the "
                      "stressed weights, against them in PyTorch FP32. INT8 paths must pass there to be chosen.")
     if rep.get("compile_s") is not None:
-        lines.append(f"\ntorch.compile: {rep['compile_s']:.1f} s for the first call at the timed size (compiling).")
+        lines.append(f"\ntorch.compile (dynamic=False): {rep['compile_s']:.1f} s for the first call at the timed size "
+                     "(compiling, unless the accuracy pass had compiled this size already).")
     lines.append(f"\nAccuracy bounds (against PyTorch FP32 on the sample photos): label agreement >= "
                  f"{choice.MIN_LABEL_AGREEMENT:.0%} with the K={rep.get('k', 150)} dataset vocabulary and mask-embedding "
                  f"cosine >= {choice.MIN_COSINE}; INT8 paths also on the outlier-stress variant. The probe classifier "
@@ -401,6 +402,8 @@ def main(argv=None) -> int:
                     help="also measure the low-precision paths' accuracy on the outlier-stress variant (the automatic "
                          "choice takes an INT8 path only when it passed there)")
     ap.add_argument("--sweep-runs", type=int, default=3)
+    ap.add_argument("--batches", type=lambda v: [int(b) for b in v.split(",")], default=[1, 2, 4, 8],
+                    help="batch sizes of the batch sweep (default 1,2,4,8)")
     ap.add_argument("--results", type=Path, help="report folder (default benchmarks/results/<machine>)")
     ap.add_argument("--verbose", action="store_true", help="show NNCF's and the backends' own log messages")
     args = ap.parse_args(argv)
@@ -468,7 +471,7 @@ def main(argv=None) -> int:
         if not args.quick and best:
             torch_paths = [p for p in paths if p.name in ("torch-fp32", "torch-bf16")]
             sweep_paths = torch_paths + [best]
-            for label, settings in (("batch sweep, " + args.size + f", K={args.k}", [(f"batch {b}", hw, b) for b in (1, 2, 4, 8)]),
+            for label, settings in (("batch sweep, " + args.size + f", K={args.k}", [(f"batch {b}", hw, b) for b in args.batches]),
                                     (f"size sweep, batch 1, K={args.k}", [(f"{h}x{w}", (h, w), 1) for h, w in ((512, 512), (640, 640), (640, 864))])):
                 rows = []
                 for setting, shw, b in settings:

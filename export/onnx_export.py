@@ -70,6 +70,15 @@ class _TextGraph(nn.Module):
         return self.model.encode_text(token_ids)
 
 
+class _TextAfterGraph(nn.Module):
+    def __init__(self, model: SAN):
+        super().__init__()
+        self.model = model
+
+    def forward(self, token_ids, past):
+        return self.model.encode_text_after(token_ids, past)
+
+
 class _HeadGraph(nn.Module):
     def forward(self, mask_emb, class_weights):
         return SAN.classify(mask_emb, class_weights)
@@ -105,6 +114,8 @@ def _graph_specs(model: SAN, ranges: ExportRanges) -> dict:
     sizes = torch.tensor([[h, w], [h - 5, w - 7]], dtype=torch.int64)
     ids = torch.zeros(3, cfg.context_length, dtype=torch.int32)
     ids[:, 0], ids[:, 1:4], ids[:, 4] = 49406, 320, 49407
+    layers, width = cfg.clip_text["layers"], cfg.clip_text["width"]
+    past = torch.randn(layers, 2, 2, width, generator=torch.Generator().manual_seed(2))
     emb = torch.randn(2, cfg.num_queries, cfg.clip_embed_dim, generator=torch.Generator().manual_seed(0))
     cw = torch.randn(4, cfg.clip_embed_dim, generator=torch.Generator().manual_seed(1))
     return {
@@ -117,6 +128,12 @@ def _graph_specs(model: SAN, ranges: ExportRanges) -> dict:
                  {"token_ids": {0: "texts", 1: "tokens"}, "text_features": {0: "texts"}},
                  "CLIP text tower: token ids [N,T<=77] (int32) -> L2-normalised features [N,D]; "
                  "ids may be cut after the longest sequence's end-of-text token"),
+        "text_after": (_TextAfterGraph(model), (ids[:, 2:5], past), ["token_ids", "past"], ["text_features", "present"],
+                       {"token_ids": {0: "texts", 1: "tokens"}, "past": {2: "prefix"}, "text_features": {0: "texts"},
+                        "present": {2: "texts", 3: "tokens"}},
+                       "CLIP text tower after a shared prefix: token ids [N,S] (int32) following P tokens whose keys "
+                       "and values per block are past [L,2,P,C] -> L2-normalised features [N,D] at each row's "
+                       "end-of-text token, and these tokens' keys and values present [L,2,N,S,C]"),
         "head": (_HeadGraph(), (emb, cw), ["mask_emb", "class_weights"], ["class_logits"],
                  {"mask_emb": {0: "batch"}, "class_weights": {0: "classes_bg"}, "class_logits": {0: "batch", 2: "classes_bg"}},
                  "SAN vocabulary head: mask embeddings [B,Q,D] x class weights [K+1,D] -> class logits [B,Q,K+1]"),
@@ -149,7 +166,7 @@ def export(model: SAN, out: str | Path, weights: str, ranges: ExportRanges = Exp
     for name, (module, args, inputs, outputs, dynamic, doc) in specs.items():
         progress(f"exporting the {name} graph")
         _finish(_trace(module, args, inputs, outputs, dynamic), out / f"{name}.onnx", doc)
-        if fp16 and name != "head":  # the head is one small MatMul with FP32 outputs: it stays FP32
+        if fp16 and name in ("image", "text"):  # the head is one small MatMul with FP32 outputs: it stays FP32
             progress(f"converting the {name} graph to FP16 (FP32 islands: {', '.join(fp16_islands)})")
             g16 = to_fp16(trace_fp32_for_fp16(model, name, ranges), fp16_islands)
             # onnxslim also puts the converter's appended Cast nodes back in topological order
@@ -162,15 +179,23 @@ def export(model: SAN, out: str | Path, weights: str, ranges: ExportRanges = Exp
         np.savez(buf, bg_embed=model.bg_embed.numpy().astype(np.float32),
                  logit_scale_exp=np.float32(model.clip.logit_scale.exp().item()))
     (out / "classifier.npz").write_bytes(buf.getvalue())
+    buf = io.BytesIO()
+    np.save(buf, model.text_start_kv().numpy().astype(np.float32))
+    (out / "text_start_kv.npy").write_bytes(buf.getvalue())
     shutil.copyfile(DEFAULT_BPE, out / "bpe_simple_vocab_16e6.txt.gz")
 
-    files = ["image.onnx", "text.onnx", "head.onnx", "classifier.npz", "bpe_simple_vocab_16e6.txt.gz",
+    files = ["image.onnx", "text.onnx", "text_after.onnx", "text_start_kv.npy", "head.onnx", "classifier.npz",
+             "bpe_simple_vocab_16e6.txt.gz",
              *(f for v in variants.values() for f in v.values())]
     graphs = {
         "image": {"file": "image.onnx", "inputs": {"images": "uint8 [B,3,H,W]", "sizes": "int64 [B,2] valid h,w"},
                   "outputs": {"mask_logits": "float32 [B,Q,H/16,W/16]", "mask_emb": "float32 [B,Q,D]"}},
         "text": {"file": "text.onnx", "inputs": {"token_ids": "int32 [N,T], T <= 77"},
                  "outputs": {"text_features": "float32 [N,D]"}},
+        # optional: the CPU runtime's faster text path (each template's shared words run once)
+        "text_after": {"file": "text_after.onnx", "start_kv": "text_start_kv.npy",
+                       "inputs": {"token_ids": "int32 [N,S]", "past": "float32 [L,2,P,C]"},
+                       "outputs": {"text_features": "float32 [N,D]", "present": "float32 [L,2,N,S,C]"}},
         "head": {"file": "head.onnx", "inputs": {"mask_emb": "float32 [B,Q,D]", "class_weights": "float32 [K+1,D]"},
                  "outputs": {"class_logits": "float32 [B,Q,K+1]"}},
     }

@@ -21,6 +21,7 @@ from .ops import MASK_NEG, BiasPool, ClipResize, attention, clip_grid_size, resi
 from .side_adapter import SideAdapter
 
 SLS_MASK = -100.0  # SAN's additive mask value around the [SLS] tokens
+SOT_TOKEN = 49406  # CLIP's start-of-text id: every tokenized text begins with it
 
 
 class ClipBlock(ResidualAttentionBlock):
@@ -35,6 +36,23 @@ class ClipBlock(ResidualAttentionBlock):
                       a.num_heads, bias)
         x = x + self.ls_1(h)
         return x + self.ls_2(self.mlp(self.ln_2(x)))
+
+    def forward_with_past(self, x: torch.Tensor, past_k: torch.Tensor, past_v: torch.Tensor, mask: torch.Tensor):
+        """x [B,S,C] after P earlier tokens whose keys and values ([P,C], shared by the batch) are
+        given: (x after the block, this block's keys and values of x, each [B,S,C]). With `mask`
+        [S,P+S] causal this is `forward` on the P+S tokens, restricted to the last S."""
+        a = self.attn
+        b, s, c = x.shape
+        heads = a.num_heads
+        hd = c // heads
+        q, k, v = F.linear(self.ln_1(x), a.in_proj_weight, a.in_proj_bias).split(c, dim=-1)
+        keys = torch.cat([past_k.unsqueeze(0).expand(b, -1, -1), k], dim=1).reshape(b, -1, heads, hd).transpose(1, 2)
+        values = torch.cat([past_v.unsqueeze(0).expand(b, -1, -1), v], dim=1).reshape(b, -1, heads, hd).transpose(1, 2)
+        q = q.reshape(b, s, heads, hd).transpose(1, 2)
+        scores = torch.matmul(q * (hd ** -0.5), keys.transpose(-2, -1)) + mask
+        out = torch.matmul(scores.softmax(dim=-1), values).transpose(1, 2).reshape(b, s, c)
+        x = x + self.ls_1(F.linear(out, a.out_proj.weight, a.out_proj.bias))
+        return x + self.ls_2(self.mlp(self.ln_2(x))), k, v
 
 
 class SAN(nn.Module):
@@ -201,6 +219,41 @@ class SAN(nn.Module):
         eot = token_ids.argmax(dim=-1)
         x = torch.gather(x, 1, eot.reshape(-1, 1, 1).expand(-1, 1, x.shape[-1]))[:, 0]
         return F.normalize(x @ c.text_projection, dim=-1)
+
+    def encode_text_after(self, token_ids: torch.Tensor, past: torch.Tensor):
+        """The text tower on token ids [N,S] that all follow the same P tokens, whose keys and values
+        per block are `past` [L,2,P,C] (from `text_start_kv` and earlier calls): (L2-normalised
+        features [N,D] at each row's end-of-text token, if it has one, and the keys and values of
+        these tokens [L,2,N,S,C]). Exact under causal attention: a template's words before the class
+        name are the same for every class, so their states are computed once, not once a class."""
+        c = self.clip
+        s, p = token_ids.shape[1], past.shape[2]
+        x = c.token_embedding(token_ids.long()) + c.positional_embedding[p : p + s]
+        causal = self.text_causal_mask[:s, :s]
+        mask = torch.cat([torch.zeros(s, p, dtype=x.dtype), causal], dim=1)
+        present = []
+        for i, blk in enumerate(c.transformer.resblocks):
+            x, k, v = blk.forward_with_past(x, past[i, 0], past[i, 1], mask)
+            present.append(torch.stack([k, v]))
+        x = c.ln_final(x)
+        eot = token_ids.argmax(dim=-1)
+        x = torch.gather(x, 1, eot.reshape(-1, 1, 1).expand(-1, 1, x.shape[-1]))[:, 0]
+        return F.normalize(x @ c.text_projection, dim=-1), torch.stack(present)
+
+    @torch.no_grad()
+    def text_start_kv(self) -> torch.Tensor:
+        """Keys and values [L,2,1,C] of the start-of-text token, which begins every text at position
+        0 and attends only to itself: the same for every text, so stored with the export."""
+        c = self.clip
+        x = c.token_embedding(torch.tensor([[SOT_TOKEN]])) + c.positional_embedding[:1]
+        kv = []
+        for blk in c.transformer.resblocks:
+            a = blk.attn
+            w = a.in_proj_weight.shape[1]
+            k, v = F.linear(blk.ln_1(x), a.in_proj_weight, a.in_proj_bias)[0].split(w, dim=-1)[1:]
+            kv.append(torch.stack([k, v]))
+            x = blk(x)
+        return torch.stack(kv)
 
     def class_embeddings(self, token_ids: torch.Tensor) -> torch.Tensor:
         """token ids [T, K, 77] (templates x classes) -> template-averaged, renormalised [K, D]."""

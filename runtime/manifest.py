@@ -60,6 +60,11 @@ def validate(data) -> None:
         if not isinstance(variants, dict) or not all(isinstance(f, str) for f in variants.values()):
             raise ExportFolderError(f"manifest field graphs.{g}.variants must map precisions to files")
         files += [graph["file"], *variants.values()]
+    after = data["graphs"].get("text_after")  # optional (exports before it lack it)
+    if after is not None:
+        if not isinstance(after, dict) or not isinstance(after.get("file"), str) or not isinstance(after.get("start_kv"), str):
+            raise ExportFolderError("manifest field graphs.text_after needs a file and a start_kv file")
+        files += [after["file"], after["start_kv"]]
     for f in files:  # every file the runtime reads is hashed: none is taken on trust
         if not isinstance(data["sha256"].get(f), str):
             raise ExportFolderError(f"the manifest has no sha256 for {f}")

@@ -21,7 +21,7 @@ import numpy as np
 from .backends import check_pair, make_runner
 from .choice import choose
 from .engines import check_compatible, gpu_identity, import_tensorrt, resolve
-from .errors import BackendError, ImageError, RangeError, VocabularyError
+from .errors import BackendError, ExportFolderError, ImageError, RangeError, VocabularyError
 from .manifest import Manifest
 from .outputs import write_atomic
 from .postprocess import semantic_inference
@@ -128,7 +128,9 @@ class Segmenter:
                                         **({"cuda_graph": True} if cuda_graph else {})),
                    "text": make_runner(backend, paths["text"], **options),
                    "head": make_runner(backend, paths["head"], **options)}
-        self._setup(runners, backend, precision, paths["text"].name, cache_dir)
+        if engines is None and "text_after" in m["graphs"]:  # the faster text path (exports since session 4)
+            runners["text_after"] = make_runner(backend, m.path("text_after"), **options)
+        self._setup(runners, backend, precision, cache_dir, engine_text=paths["text"].name if engines is not None else None)
 
     @classmethod
     def with_runners(cls, export_dir, runners: dict, cache_dir: Path | None = None, verify: bool = True) -> "Segmenter":
@@ -138,14 +140,25 @@ class Segmenter:
         self.manifest = Manifest.load(export_dir, verify=verify)
         self.choice = None
         backend = runners["image"].backend
-        self._setup(runners, backend, "fp32", self.manifest["graphs"]["text"]["file"], cache_dir)
+        self._setup(runners, backend, "fp32", cache_dir)
         return self
 
-    def _setup(self, runners: dict, backend: str, precision: str, text_file: str, cache_dir) -> None:
+    def _setup(self, runners: dict, backend: str, precision: str, cache_dir, engine_text: str | None = None) -> None:
         m = self.manifest
         self.image_graph, self.text_graph, self.head_graph = runners["image"], runners["text"], runners["head"]
+        self.text_after = runners.get("text_after")
+        self.start_kv = None
+        if self.text_after is not None:
+            kv = np.load(m.path(m["graphs"]["text_after"]["start_kv"]), allow_pickle=False)
+            text = m["config"]["clip_text"]
+            if kv.dtype != np.float32 or kv.shape != (text["layers"], 2, 1, text["width"]) or not np.isfinite(kv).all():
+                raise ExportFolderError(f"{m['graphs']['text_after']['start_kv']} holds {kv.dtype} {kv.shape}, not the "
+                                        f"text tower's start-of-text keys and values")
+            self.start_kv = kv
         self.backend, self.precision = backend, precision
-        self._text_source = f"{backend}:{text_file}"  # cached embeddings depend on what computed them
+        # cached embeddings depend on what computed them: the graph, its sha256 and the backend
+        self._text_file = m["graphs"]["text_after" if self.text_after is not None else "text"]["file"]
+        self._text_source = f"{backend}:{engine_text or self._text_file}"
         self.tokenizer = Tokenizer(m.path(m["tokenizer"]["file"]))
         clf = np.load(m.path(m["classifier"]["file"]), allow_pickle=False)
         self.bg_embed = clf["bg_embed"].astype(np.float32)
@@ -158,7 +171,7 @@ class Segmenter:
     def cache_key(self, names: list[str]) -> str:
         """The vocabulary cache's key: text graph sha256, what ran it, classifier data, templates, names."""
         m = self.manifest
-        key = json.dumps([m["sha256"][m["graphs"]["text"]["file"]], self._text_source,
+        key = json.dumps([m["sha256"][self._text_file], self._text_source,
                           m["sha256"][m["classifier"]["file"]], m["templates"], names], ensure_ascii=False)
         return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
@@ -167,6 +180,10 @@ class Segmenter:
         if not texts:
             raise VocabularyError("no texts to encode")
         ids = self.tokenizer(texts, self.manifest["ranges"]["tokens"])
+        return self._encode_chunks(ids, 0, lambda t: self.text_graph.infer({"token_ids": t}))
+
+    def _encode_chunks(self, ids: np.ndarray, start: int, run) -> np.ndarray:
+        """Features of every row of `ids` from token `start` on, texts of similar length in a chunk."""
         ends = ids.argmax(axis=1)  # each text's end-of-text token (the largest id)
         order = np.argsort(ends, kind="stable")  # texts of similar length share a chunk
         step = min(self.manifest["ranges"]["texts"][1], CPU_TEXT_CHUNK if self.text_graph.device == "cpu" else TEXT_CHUNK)
@@ -175,17 +192,36 @@ class Segmenter:
             rows = order[i : i + step]
             # Causal attention: nothing after a text's end-of-text token reaches its EOT feature,
             # so each chunk is cut after its longest text.
-            out = self.text_graph.infer({"token_ids": ids[rows, : int(ends[rows].max()) + 1]})["text_features"]
+            out = run(ids[rows, start : int(ends[rows].max()) + 1])["text_features"]
             if feats is None:
-                feats = np.empty((len(texts), out.shape[1]), dtype=out.dtype)
+                feats = np.empty((len(ids), out.shape[1]), dtype=out.dtype)
             feats[rows] = out
         return feats
+
+    def encode_template_texts(self, templates: list[str], names: list[str]) -> np.ndarray:
+        """[T, M, D] L2-normalised features of every template filled with every name. With the
+        export's text_after graph, each template's words before the name (the same tokens for every
+        name, so under causal attention the same states) run once, not once a name."""
+        if self.text_after is None:
+            return self.encode_texts([t.format(n) for t in templates for n in names]).reshape(len(templates), len(names), -1)
+        out = []
+        for t in templates:
+            ids = self.tokenizer([t.format(n) for n in names], self.manifest["ranges"]["tokens"])
+            # the longest prefix all texts share, up to the shortest text's end-of-text token
+            shortest, p = int(ids.argmax(axis=1).min()), 1
+            while p < shortest and (ids[:, p] == ids[0, p]).all():
+                p += 1
+            past = self.start_kv  # position 0, the start-of-text token: the same for every text
+            if p > 1:
+                present = self.text_after.infer({"token_ids": np.ascontiguousarray(ids[:1, 1:p]), "past": past})["present"]
+                past = np.concatenate([past, present[:, :, 0]], axis=2)
+            out.append(self._encode_chunks(ids, p, lambda x: self.text_after.infer({"token_ids": x, "past": past})))
+        return np.stack(out)
 
     def name_key(self, name: str) -> str:
         """A class name's cache key: its template texts' features depend on nothing else."""
         m = self.manifest
-        key = json.dumps([m["sha256"][m["graphs"]["text"]["file"]], self._text_source, m["templates"], name],
-                         ensure_ascii=False)
+        key = json.dumps([m["sha256"][self._text_file], self._text_source, m["templates"], name], ensure_ascii=False)
         return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
     def class_weights_for(self, names: list[str], use_cache: bool = True) -> tuple[np.ndarray, int, bool]:
@@ -200,8 +236,7 @@ class Segmenter:
         missing = [n for n in names if per_name.get(n) is None]
         writable = use_cache
         if missing:
-            feats = self.encode_texts([t.format(n) for t in templates for n in missing])
-            feats = feats.reshape(len(templates), len(missing), -1)
+            feats = self.encode_template_texts(templates, missing)
             for i, n in enumerate(missing):
                 per_name[n] = np.ascontiguousarray(feats[:, i])
                 if writable:  # after one failed write, no more tries (one warning, not one per name)

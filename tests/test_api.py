@@ -125,7 +125,9 @@ def test_a_vocabulary_sharing_names_encodes_only_its_new_names(tiny_export, tmp_
     assert mixed.names_encoded == 1 and not mixed.cached
     fresh = seg.vocabulary(["sky", "road", "cat"], use_cache=False)  # every text through the text graph
     assert fresh.names_encoded == 3
-    np.testing.assert_allclose(mixed.class_weights, fresh.class_weights, rtol=0, atol=1e-5)
+    # the same texts through the same graphs; only their grouping into calls differs (float rounding)
+    np.testing.assert_allclose(mixed.class_weights, fresh.class_weights, rtol=0,
+                               atol=1e-5 * np.abs(fresh.class_weights).max())
     assert seg.vocabulary(["sky", "road", "cat"]).cached  # now the whole vocabulary's entry
 
 

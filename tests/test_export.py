@@ -37,6 +37,8 @@ def test_graph_interfaces(tiny_export):
     assert ins == [("token_ids", I32, ["texts", "tokens"])] and outs[0][:2] == ("text_features", F32)
     ins, outs = io("head.onnx")
     assert [n for n, _, _ in ins] == ["mask_emb", "class_weights"] and outs[0][0] == "class_logits"
+    ins, outs = io("text_after.onnx")
+    assert [n for n, _, _ in ins] == ["token_ids", "past"] and [n for n, _, _ in outs] == ["text_features", "present"]
 
 
 def test_manifest_is_complete(tiny_export):
@@ -44,7 +46,8 @@ def test_manifest_is_complete(tiny_export):
     for key in ("preset", "config", "weights", "opset", "ranges", "input", "templates", "tokenizer", "sha256",
                 "sanrt_version", "export_settings", "queries", "embed_dim"):
         assert key in m.data, key
-    assert set(m["sha256"]) == {*GRAPHS, "classifier.npz", "bpe_simple_vocab_16e6.txt.gz"}
+    assert set(m["sha256"]) == {*GRAPHS, "text_after.onnx", "text_start_kv.npy", "classifier.npz",
+                                "bpe_simple_vocab_16e6.txt.gz"}
     assert len(m["templates"]) == 14 and m["input"]["pixel_mean"][0] == pytest.approx(122.7709383)
     assert m["weights"].startswith("checkpoint.pth sha256:")
 

@@ -10,7 +10,7 @@ def test_fps_harness_report(tiny_dev, tiny_export, tmp_path):
     shutil.copytree(tiny_export, export)  # fps.py adds variants and verified.json to the folder it measures
     code, out, err = run_script("benchmarks/fps.py", "--config", tiny_dev / "tiny_config.json", "--checkpoint",
                                 tiny_dev / "checkpoint.pth", "--engine", export, "--paths", "torch-fp32,ort-fp32,ort-int8dyn",
-                                "--stress", "--size", "256x256", "--runs", "2", "--warmup", "1", "--sweep-runs", "1",
+                                "--stress", "--size", "256x256", "--runs", "2", "--warmup", "1", "--sweep-runs", "1", "--batches", "1,2",
                                 "--results", tmp_path, timeout=900)
     assert code == 0, err
     rep = json.loads((tmp_path / "fps_tiny_dev.json").read_text())
@@ -31,7 +31,7 @@ def test_fps_harness_report(tiny_dev, tiny_export, tmp_path):
     assert rep["flops"]["total"] > sum(v for v in rep["flops"]["parts"].values()) * 0.99 > 0
     assert rep["peaks"]["fp32"]["gflops"] > 0 and rep["peaks"]["int8"]["gflops"] > 0
     assert [s["label"].split(",")[0] for s in rep["sweeps"]] == ["batch sweep", "size sweep"]
-    assert [r["setting"] for r in rep["sweeps"][0]["rows"]] == ["batch 1", "batch 2", "batch 4", "batch 8"]
+    assert [r["setting"] for r in rep["sweeps"][0]["rows"]] == ["batch 1", "batch 2"]
     assert set(rep["vocabulary"]) == {"20", "150", "847"}
     assert {"decode", "preprocess", "image_graph", "head", "postprocess", "png"} <= set(rep["e2e"]["stages"])
     assert rep["cpu_flags"] is not None and rep["threads"] >= 1 and len(rep["loadavg_before"]) == 3

@@ -54,3 +54,18 @@ def test_text_chunks_cut_after_their_longest_text_are_exact(tiny_export, tmp_pat
              "there is a traffic light in the scene.", "x " * 100, "a photo of the small dog.", "sky", "a b c d e"]
     full = s.text_graph.infer({"token_ids": s.tokenizer(texts, 77)})["text_features"]
     np.testing.assert_allclose(s.encode_texts(texts), full, rtol=0, atol=2e-6)
+
+
+def test_shared_template_words_run_once_with_the_same_class_weights(tiny_export, tmp_path):
+    """The text_after graph: each template's words before the class name run once (their states,
+    under causal attention, are the same for every name); the class weights equal the full text
+    graph's, also for a single name and names of very different lengths."""
+    from sanrt.runtime.segmenter import Segmenter
+
+    s = Segmenter(tiny_export, backend="onnxruntime", cache_dir=tmp_path)
+    assert s.text_after is not None and s.start_kv.shape[1:3] == (2, 1)
+    for names in (["cat"], ["cat", "a very long name of a thing with many words in it", "sky", "traffic light"]):
+        fast = s.encode_template_texts(s.manifest["templates"], names)
+        full = s.text_graph.infer({"token_ids": s.tokenizer([t.format(n) for t in s.manifest["templates"] for n in names],
+                                                              77)})["text_features"].reshape(fast.shape)
+        np.testing.assert_allclose(fast, full, rtol=0, atol=2e-6)
