@@ -214,7 +214,7 @@ def stress_accuracy(model: SAN, weights_desc: str, export_dir: Path, names: list
         fresh = True
     if fresh:
         export(stressed, sdir, desc, progress=log)
-    ensure_variants(sdir, names)
+    ensure_variants(sdir, names, like=export_dir)  # the same recipes as the export measured
     ref = TorchPath("torch-fp32", stressed)
     paths = [RuntimePath(n, sdir, threads) for n in names]
     for p in [ref, *paths]:
@@ -223,14 +223,21 @@ def stress_accuracy(model: SAN, weights_desc: str, export_dir: Path, names: list
     return accuracy(paths, ref, photos)
 
 
-def ensure_variants(export_dir: Path, names: list[str]) -> None:
-    """Add the INT8 image graphs the runtime paths `names` read, where the export lacks them."""
-    variants = Manifest.load(export_dir)["graphs"]["image"].get("variants", {})
+def ensure_variants(export_dir: Path, names: list[str], like: Path | None = None) -> None:
+    """Add the INT8 image graphs the runtime paths `names` read, where the export lacks them (or,
+    with `like`, where its graph was made with other quantisation settings than like's)."""
+    def recipe(folder: Path, prec: str) -> dict:
+        q = dict(Manifest.load(folder).data.get("quantization", {}).get(prec, {}))
+        q.pop("seconds", None)
+        return q
+
     for p in names:
         prec = RUNTIME_PATHS.get(p, (None, "fp32"))[1].split("-")[0]
-        if prec in ("int8", "int8dyn") and prec not in variants:
+        if prec not in ("int8", "int8dyn"):
+            continue
+        have = prec in Manifest.load(export_dir)["graphs"]["image"].get("variants", {})
+        if not have or (like is not None and recipe(export_dir, prec) != recipe(like, prec)):
             add_variant(export_dir, "static" if prec == "int8" else "dynamic", progress=log)
-            variants = Manifest.load(export_dir)["graphs"]["image"]["variants"]
 
 
 def end_to_end_split(path: RuntimePath, img: np.ndarray, out_dir: Path, runs: int) -> dict:

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import time
 from importlib.metadata import version
 from pathlib import Path
 
 import torch
+from peak import median_time
 from sanrt.export import build_model, export
 from sanrt.export.parity import compare, machine_info, sample_photos
 from sanrt.model import SAN
@@ -61,16 +61,6 @@ def ensure_export(model: SAN, weights: str, folder: Path) -> None:
     t = time.perf_counter()
     export(model, folder, weights, progress=log)
     log(f"exported to {folder} in {time.perf_counter() - t:.0f} s")
-
-
-def median_time(fn, runs: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def main(argv=None) -> int:
@@ -120,8 +110,8 @@ def main(argv=None) -> int:
         rows = []
         for name, img in photos.items():
             log(f"timing {name}")
-            t_torch = median_time(lambda: ref.segment([img], ref_vocab), args.runs)
-            t_ort = median_time(lambda: seg.segment([img], vocab), args.runs)
+            t_torch = median_time(lambda: ref.segment([img], ref_vocab), args.runs, warmup=1)
+            t_ort = median_time(lambda: seg.segment([img], vocab), args.runs, warmup=1)
             stages = seg.segment([img], vocab)[0].timings
             rows.append({"photo": name, "size": f"{img.shape[1]}x{img.shape[0]}", "pytorch_s": t_torch,
                          "runtime_s": t_ort, "speedup": t_torch / t_ort,

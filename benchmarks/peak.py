@@ -24,7 +24,8 @@ import numpy as np
 GEMM = (1600, 768, 3072)  # tokens x width x MLP width: the side adapter's grid at 640x640, CLIP's MLP
 
 
-def _median_time(fn, runs: int = 15, warmup: int = 3) -> float:
+def median_time(fn, runs: int = 15, warmup: int = 3) -> float:
+    """Median seconds of `runs` calls of fn() after `warmup` calls."""
     for _ in range(warmup):
         fn()
     times = []
@@ -72,9 +73,9 @@ def gemm_peaks(threads: int) -> dict:
     torch.set_num_threads(threads)
     a, b = torch.from_numpy(x), torch.randn(k, n)
     with torch.no_grad():
-        out["fp32"]["torch"] = flop / _median_time(lambda: a @ b) / 1e9
+        out["fp32"]["torch"] = flop / median_time(lambda: a @ b) / 1e9
         a16, b16 = a.bfloat16(), b.bfloat16()
-        out["bf16"]["torch"] = flop / _median_time(lambda: a16 @ b16, runs=5, warmup=1) / 1e9
+        out["bf16"]["torch"] = flop / median_time(lambda: a16 @ b16, runs=5, warmup=1) / 1e9
     with tempfile.TemporaryDirectory() as tmp:
         for precision, int8 in (("fp32", False), ("int8", True)):
             path = Path(tmp) / f"gemm_{precision}.onnx"
@@ -86,7 +87,7 @@ def gemm_peaks(threads: int) -> dict:
                                                                       "INFERENCE_NUM_THREADS": threads,
                                                                       "INFERENCE_PRECISION_HINT": "f32"})
                 req = compiled.create_infer_request()
-                out[precision]["openvino"] = flop / _median_time(lambda: req.infer({"x": x})) / 1e9
+                out[precision]["openvino"] = flop / median_time(lambda: req.infer({"x": x})) / 1e9
             except ImportError:
                 pass
         import onnxruntime as ort
@@ -97,7 +98,7 @@ def gemm_peaks(threads: int) -> dict:
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         sess = ort.InferenceSession(str(dyn), opts, providers=["CPUExecutionProvider"])
-        out["int8"]["onnxruntime"] = flop / _median_time(lambda: sess.run(None, {"x": x})) / 1e9
+        out["int8"]["onnxruntime"] = flop / median_time(lambda: sess.run(None, {"x": x})) / 1e9
     return {p: {"by": {k2: round(v, 1) for k2, v in by.items()}, "gflops": round(max(by.values()), 1)}
             for p, by in out.items() if by}
 

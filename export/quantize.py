@@ -123,6 +123,7 @@ def smooth_layernorm_readers(model, feeds: list[dict], alpha: float = SMOOTH_ALP
         for feed in feeds:
             for n, v in zip(names, sess.run(names, feed)):
                 xmax[n] = np.maximum(xmax[n], np.abs(v).reshape(-1, v.shape[-1]).max(axis=0))
+
     def rescale(node, i: int, array: np.ndarray) -> None:
         """Give node input i its own initializer holding `array` (exporters share equal constants)."""
         name = f"{node.input[i]}/smoothed/{node.name}"

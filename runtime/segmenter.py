@@ -128,7 +128,7 @@ class Segmenter:
                                         **({"cuda_graph": True} if cuda_graph else {})),
                    "text": make_runner(backend, paths["text"], **options),
                    "head": make_runner(backend, paths["head"], **options)}
-        if engines is None and "text_after" in m["graphs"]:  # the faster text path (exports since session 4)
+        if engines is None and "text_after" in m["graphs"]:  # the faster text path (older exports lack it)
             runners["text_after"] = make_runner(backend, m.path("text_after"), **options)
         self._setup(runners, backend, precision, cache_dir, engine_text=paths["text"].name if engines is not None else None)
 
