@@ -378,7 +378,8 @@ def plot(rep: dict, path: Path) -> None:
         ax.text(t[n]["p90_s"], i, f"  {med[i]:.2f} s ({base / med[i]:.1f}x{note})", va="center", fontsize=8)
     ax.invert_yaxis()
     ax.set_xlabel("seconds per batch (median; bar to p90)")
-    ax.set_title(f"{rep['main']['label']}\n{rep['machine']['cpu']}, {rep['threads']} threads", fontsize=9)
+    ax.set_title(f"{rep['main']['label']}\n{rep['machine']['cpu']} ({', '.join(rep['cpu_flags'])}), "
+                 f"{rep['threads']} threads", fontsize=9)
     ax.set_xlim(0, max(t[n]["p90_s"] for n in names) * 1.6)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
