@@ -73,6 +73,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))  # peak.py beside this file
+from peak import graph_flops  # noqa: E402  (the FLOP count fps.py reports too)
 TINY = ROOT / "tests/data/official/tiny_dev"
 NUM_CLASSES = 150
 
@@ -208,19 +210,6 @@ def gemm_peaks(torch, dev, cuda: bool, n: int, sync, max_s: float) -> dict:
     if cuda:
         torch.cuda.empty_cache()
     return out
-
-
-def graph_flops(torch, model, images, sizes) -> dict:
-    """FLOPs of one image-graph call on one image, total and by part (multiply-add = 2)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    with torch.no_grad(), FlopCounterMode(display=False, depth=None) as fc:
-        model(images[:1], sizes[:1])
-    counts = {name: sum(ops.values()) for name, ops in fc.get_flop_counts().items()}
-    total = counts.get("Global", 0)
-    side, dec = counts.get("SAN.side_adapter", 0), counts.get("SAN.side_adapter.mask_decoder", 0)
-    return {"total": total, "parts": {"CLIP and the rest": total - side, "side adapter (without decoder)": side - dec,
-                                      "mask decoder": dec}}
 
 
 def sample_images(torch, batch: int, side: int):
@@ -454,7 +443,7 @@ def main(argv=None) -> int:
         data["flops_skipped"] = why
     else:
         with precision_flags(torch, cuda, False):
-            fl = graph_flops(torch, model, *inputs[batches[0]])
+            fl = graph_flops(model, tuple(inputs[batches[0]][0].shape[-2:]), device=inputs[batches[0]][0].device)
         data["flops_per_image"], data["flops_parts"] = fl["total"], fl["parts"]
         data["compute_floor_ms_per_image"] = {k: 1e3 * fl["total"] / (p * 1e12) for k, p in data["peak_tflops"].items() if p}
     rep.write()

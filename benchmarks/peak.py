@@ -103,13 +103,14 @@ def gemm_peaks(threads: int) -> dict:
             for p, by in out.items() if by}
 
 
-def graph_flops(model, hw: tuple[int, int], batch: int = 1) -> dict:
-    """{"total": FLOPs of one image-graph call, "parts": {part: FLOPs}} at this padded size."""
+def graph_flops(model, hw: tuple[int, int], batch: int = 1, device="cpu") -> dict:
+    """{"total": FLOPs of one image-graph call, "parts": {part: FLOPs}} at this padded size (the
+    count does not depend on the pixels)."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    images = torch.zeros(batch, 3, *hw, dtype=torch.uint8)
-    sizes = torch.tensor([list(hw)] * batch)
+    images = torch.zeros(batch, 3, *hw, dtype=torch.uint8, device=device)
+    sizes = torch.tensor([list(hw)] * batch, device=device)
     with torch.no_grad(), FlopCounterMode(display=False, depth=None) as fc:
         model(images, sizes)
     counts = {name: sum(ops.values()) for name, ops in fc.get_flop_counts().items()}
