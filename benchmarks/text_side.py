@@ -47,8 +47,6 @@ def token_counts(seg: Segmenter, names: list[str]) -> dict:
         prefix = 0
         while prefix < ends.min() - 1 and (ids[:, prefix] == ids[0, prefix]).all():
             prefix += 1
-        if len(names) == 1:  # one text shares nothing; its prefix is still the template's words
-            prefix = len(seg.tokenizer([t.split("{}")[0].strip()], 77)[0].nonzero()[0]) - 1
         now += int(ends.sum())
         shared += int((ends - prefix).sum()) + prefix
     return {"tokens_now": now, "tokens_prefix_shared": shared}
