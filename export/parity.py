@@ -3,7 +3,8 @@
 Image graph: mask logits and mask embeddings for photos and random inputs (square and non-square,
 batch 1 and 2). Text graph + head: class weights and class logits for vocabularies of several
 sizes. End to end: label maps of the runtime (ORT + numpy post-processing) against PyTorch
-(official post-processing), as label agreement.
+(official post-processing), as label agreement with near-ties of the reference's scores counted
+apart (sanrt.runtime.compare).
 """
 from __future__ import annotations
 
@@ -60,5 +61,6 @@ def compare(model: SAN, segmenter: Segmenter, photos: dict, vocabularies: dict, 
             r_ref, r_ours = ref.classify(enc_ref, v_ref), segmenter.classify(enc_ours, v_ours)
             result.tensors(f"{case} K={label}", "class_logits", np.stack([r.class_logits for r in r_ours]),
                            np.stack([r["class_logits"] for r in r_ref]))
-            result.labels(f"{case} K={label}", np.stack([o.labels for o in r_ours]), np.stack([r["labels"] for r in r_ref]))
+            result.labels(f"{case} K={label}", np.stack([o.labels for o in r_ours]), np.stack([r["labels"] for r in r_ref]),
+                          ref_scores=np.stack([r["scores"] for r in r_ref]))
     return result

@@ -6,9 +6,9 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-import open_clip
 import torch
 from sanrt.runtime.preprocess import pad_batch, prepare
+from sanrt.runtime.tokenizer import tokenize
 from sanrt.runtime.vocabulary import check_vocabulary
 
 from .postprocess import semantic_inference
@@ -26,8 +26,11 @@ class TorchSegmenter:
 
     @torch.no_grad()
     def vocabulary(self, names) -> TorchVocabulary:
-        names = check_vocabulary(names)
-        ids = torch.stack([open_clip.tokenize([t.format(n) for n in names]) for t in self.model.cfg.templates])
+        cfg = self.model.cfg
+        names = check_vocabulary(names, cfg.templates, cfg.context_length)
+        # sanrt's tokenizer: open_clip's ids, except that marker texts typed in a name are words
+        ids = torch.stack([torch.from_numpy(tokenize([t.format(n) for n in names], cfg.context_length, specials=False))
+                           for t in cfg.templates]).long()
         return TorchVocabulary(tuple(names), self.model.classifier_weight(self.model.class_embeddings(ids)))
 
     @torch.no_grad()

@@ -106,7 +106,7 @@ def check_fixture(folder: str | Path, progress=None) -> Comparison:
             if stage not in ours:
                 raise KeyError(f"{path.name}: unknown stage {stage!r}")
             report.tensors(path.stem, OFFICIAL_NAMES.get(stage, stage), _np(ours[stage]), ref[stage])
-        report.labels(path.stem, _np(ours["label_map"]), ref["label_map"])
+        report.labels(path.stem, _np(ours["label_map"]), ref["label_map"], ref_scores=ref["sem_seg"])
         if progress:
             progress(path.stem)
     return report

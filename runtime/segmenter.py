@@ -26,7 +26,7 @@ from .manifest import Manifest
 from .outputs import write_atomic
 from .postprocess import semantic_inference
 from .preprocess import pad_batch, padded_size, prepare, resized_shape
-from .tokenizer import Tokenizer
+from .tokenizer import EOT, SOT, Tokenizer
 from .vocabulary import check_vocabulary
 
 TEXT_CHUNK = 256  # the most texts per text-graph call (bounds activation memory; GPU engines are sized by it)
@@ -179,7 +179,7 @@ class Segmenter:
         """Texts -> L2-normalised text features [N, D], in chunks within the export's range."""
         if not texts:
             raise VocabularyError("no texts to encode")
-        ids = self.tokenizer(texts, self.manifest["ranges"]["tokens"])
+        ids = self.tokenizer(texts, self.manifest["ranges"]["tokens"], specials=False)
         return self._encode_chunks(ids, 0, lambda t: self.text_graph.infer({"token_ids": t}))
 
     def _encode_chunks(self, ids: np.ndarray, start: int, run) -> np.ndarray:
@@ -206,7 +206,7 @@ class Segmenter:
             return self.encode_texts([t.format(n) for t in templates for n in names]).reshape(len(templates), len(names), -1)
         out = []
         for t in templates:
-            ids = self.tokenizer([t.format(n) for n in names], self.manifest["ranges"]["tokens"])
+            ids = self.tokenizer([t.format(n) for n in names], self.manifest["ranges"]["tokens"], specials=False)
             # the longest prefix all texts share, up to the shortest text's end-of-text token
             shortest, p = int(ids.argmax(axis=1).min()), 1
             while p < shortest and (ids[:, p] == ids[0, p]).all():
@@ -221,8 +221,10 @@ class Segmenter:
     def name_key(self, name: str) -> str:
         """A class name's cache key: its template texts' features depend on nothing else."""
         m = self.manifest
-        key = json.dumps([m["sha256"][self._text_file], self._text_source, m["templates"], name], ensure_ascii=False)
-        return hashlib.sha256(key.encode("utf-8")).hexdigest()
+        parts = [m["sha256"][self._text_file], self._text_source, m["templates"], name]
+        if any(marker in self.tokenizer.clean(name) for marker in (SOT, EOT)):
+            parts.append("markers-as-text")  # tokenized otherwise before names read marker texts as words
+        return hashlib.sha256(json.dumps(parts, ensure_ascii=False).encode("utf-8")).hexdigest()
 
     def class_weights_for(self, names: list[str], use_cache: bool = True) -> tuple[np.ndarray, int, bool]:
         """Class names -> ([K+1, D] classifier weights (templates averaged, background row, scale),
@@ -279,7 +281,7 @@ class Segmenter:
         """Class names -> a Vocabulary for this export: from the cache when it holds these names for
         this text graph and backend, else from the cached features of the names it knows and one
         text-graph run for the others (then cached)."""
-        names = check_vocabulary(names)
+        names = check_vocabulary(names, self.manifest["templates"], self.manifest["ranges"]["tokens"], self.tokenizer)
         lo, hi = self.manifest["ranges"]["classes"]
         if not lo <= len(names) <= hi:
             raise RangeError(f"{len(names)} classes is outside the export's range {lo}..{hi}")

@@ -4,6 +4,10 @@ Text is cleaned as open_clip's default does (ftfy, HTML entities unescaped twice
 collapsed, lower case), split with CLIP's pattern, mapped byte-wise to unicode symbols and merged by
 BPE rank. Every sequence is [<start_of_text>] + tokens + [<end_of_text>], zero-padded to the context
 length; longer ones are cut and end with <end_of_text>.
+
+With specials=False the texts `<start_of_text>` and `<end_of_text>` typed in a text are words like
+any other (class names are text; only the tokenizer adds the real markers); the default, True,
+matches open_clip, which reads them as the markers.
 """
 from __future__ import annotations
 
@@ -47,10 +51,10 @@ class Tokenizer:
         self.ids = {tok: i for i, tok in enumerate(vocab)}
         self.ranks = {m: i for i, m in enumerate(merges)}
         self.sot, self.eot = self.ids[SOT], self.ids[EOT]
-        self._cache = {SOT: SOT, EOT: EOT}
-        self._split = regex.compile(
-            rf"{SOT}|{EOT}|'s|'t|'re|'ve|'m|'ll|'d|[\p{{L}}]+|[\p{{N}}]|[^\s\p{{L}}\p{{N}}]+", regex.IGNORECASE
-        )
+        self._cache = {}
+        words = r"'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"
+        self._split = regex.compile(rf"{SOT}|{EOT}|{words}", regex.IGNORECASE)
+        self._split_text = regex.compile(words, regex.IGNORECASE)
 
     @staticmethod
     def clean(text: str) -> str:
@@ -80,20 +84,23 @@ class Tokenizer:
         self._cache[word] = out
         return out
 
-    def encode(self, text: str) -> list[int]:
+    def encode(self, text: str, specials: bool = True) -> list[int]:
         symbols = byte_symbols()
         ids = []
-        for piece in self._split.findall(self.clean(text)):
+        for piece in (self._split if specials else self._split_text).findall(self.clean(text)):
+            if specials and piece in (SOT, EOT):
+                ids.append(self.ids[piece])
+                continue
             word = "".join(symbols[b] for b in piece.encode("utf-8"))
             ids.extend(self.ids[t] for t in self._bpe(word).split(" "))
         return ids
 
-    def __call__(self, texts, context_length: int = 77) -> np.ndarray:
+    def __call__(self, texts, context_length: int = 77, specials: bool = True) -> np.ndarray:
         if isinstance(texts, str):
             texts = [texts]
         out = np.zeros((len(texts), context_length), dtype=np.int32)
         for row, text in enumerate(texts):
-            ids = [self.sot, *self.encode(text), self.eot]
+            ids = [self.sot, *self.encode(text, specials), self.eot]
             if len(ids) > context_length:
                 ids = ids[:context_length]
                 ids[-1] = self.eot
@@ -106,6 +113,7 @@ def default_tokenizer() -> Tokenizer:
     return Tokenizer()
 
 
-def tokenize(texts, context_length: int = 77) -> np.ndarray:
-    """Token ids [N, context_length] (int32), equal to `open_clip.tokenize(texts, context_length)`."""
-    return default_tokenizer()(texts, context_length)
+def tokenize(texts, context_length: int = 77, specials: bool = True) -> np.ndarray:
+    """Token ids [N, context_length] (int32), equal to `open_clip.tokenize(texts, context_length)`
+    (with specials=False, marker texts are words: see the module docstring)."""
+    return default_tokenizer()(texts, context_length, specials)

@@ -20,40 +20,70 @@ VILD_TEMPLATES = (
 )
 
 
+import unicodedata
+
 from .errors import VocabularyError
 
+CONTEXT_LENGTH = 77  # CLIP's text context: tokens past it are cut
 
-def check_vocabulary(names) -> list[str]:
-    """Strip names and refuse empty vocabularies, blank names and duplicates: also names that differ
-    only where CLIP's tokenizer does not look (case, spacing, HTML entities), since the model gives
-    them identical class weights and the later one could never win a pixel."""
-    from .tokenizer import Tokenizer
 
-    if isinstance(names, str):
+def _visible(name: str) -> bool:
+    """A letter, digit, punctuation mark or symbol: not only spaces, control and format characters
+    (NUL, zero-width, BOM, tags) or combining marks with nothing to combine with."""
+    return any(unicodedata.category(c)[0] in "LNPS" for c in name)
+
+
+def _show(name: str, width: int = 40) -> str:
+    return repr(name if len(name) <= width else name[: width - 1] + "\u2026")
+
+
+def check_vocabulary(names, templates=VILD_TEMPLATES, context_length: int = CONTEXT_LENGTH, tokenizer=None) -> list[str]:
+    """Names as CLIP reads them. Each is stripped of surrounding spaces and byte-order marks and kept
+    as written otherwise; refused: an empty vocabulary, a name that is not text, a name with no visible
+    character or none left after the tokenizer's cleaning, and names CLIP cannot tell apart: equal
+    token ids in every template after the context-length cut (case, spacing, HTML entities,
+    punctuation spacing, long names equal in their kept tokens), since their class weights are
+    identical and the later one could never win a pixel. CLIP's special tokens typed in a name are
+    text (the tokenizer reads names with specials=False)."""
+    from .tokenizer import default_tokenizer
+
+    if isinstance(names, (str, bytes)):
         raise VocabularyError("a vocabulary is a list of class names, not one string (split it first)")
-    names = [str(n).strip() for n in names]
+    try:
+        names = list(names)
+    except TypeError:
+        raise VocabularyError(f"a vocabulary is a list of class names, not {type(names).__name__}") from None
     if not names:
         raise VocabularyError("the vocabulary is empty: name at least one class")
-    blank = [i for i, n in enumerate(names) if not n]
+    wrong = [i for i, n in enumerate(names) if not isinstance(n, str)]
+    if wrong:
+        raise VocabularyError(f"class names must be text; position {wrong[0]} is {type(names[wrong[0]]).__name__}")
+    names = [n.strip().strip("\ufeff").strip() for n in names]
+    tok = tokenizer or default_tokenizer()
+    blank = [i for i, n in enumerate(names) if not n or not _visible(n) or not tok.encode(n, specials=False)]
     if blank:
-        raise VocabularyError(f"the vocabulary has blank class names at positions {blank}")
-    seen: dict[str, str] = {}
+        raise VocabularyError(f"the vocabulary has blank class names at positions {blank} (nothing CLIP can read: "
+                              "empty, spaces, control or invisible characters)")
+    seen: dict[bytes, str] = {}
     dups = []
     for n in names:
-        key = Tokenizer.clean(n)
+        ids = tok([t.format(n) for t in templates], context_length, specials=False)
+        key = ids.tobytes()
         if key in seen:
-            dups.append(n if seen[key] == n else f"{seen[key]!r} = {n!r}")
+            dups.append(_show(n) if seen[key] == n else f"{_show(seen[key])} = {_show(n)}")
         seen.setdefault(key, n)
     if dups:
         raise VocabularyError(f"the vocabulary names these classes more than once: {', '.join(dict.fromkeys(dups))} "
-                              "(CLIP's tokenizer ignores case and spacing)")
+                              "(CLIP reads them as the same tokens: it ignores case, spacing and what is past "
+                              f"its {context_length}-token context)")
     return names
 
 
 def read_vocabulary_file(path) -> list[str]:
-    """One class name a line, in class-index order; blank lines are skipped."""
+    """One class name a line, in class-index order; blank lines are skipped; a UTF-8 byte-order mark
+    (as Windows editors write) is dropped."""
     try:
-        with open(path, encoding="utf-8") as f:
+        with open(path, encoding="utf-8-sig") as f:
             lines = [line.strip() for line in f]
     except FileNotFoundError:
         raise VocabularyError(f"vocabulary file not found: {path}") from None
@@ -89,4 +119,4 @@ def dataset_vocabulary(name: str) -> list[str]:
     if key not in table:
         raise VocabularyError(f"unknown dataset {name!r}; choose one of {', '.join(DATASET_TITLES)}")
     data = json.loads(files(__package__).joinpath("data", "datasets.json").read_text(encoding="utf-8"))
-    return check_vocabulary(data[table[key]])
+    return [n.strip() for n in data[table[key]]]  # each passes check_vocabulary (tests/test_vocabulary_names.py)

@@ -70,8 +70,9 @@ def test_fp16_runs_on_cpu_close_to_pytorch(fp16_export, tiny_dev, tmp_path):
         ref = np.load(npz)
         r = s16.segment([ref["orig_image_hwc_u8"]], v16)[0]
         assert cosine_min(r.mask_emb, ref["mask_emb"][0]) >= 0.999
-        agree = label_agreement(r.labels, ref["label_map"])
-        floor_agree = label_agreement(floor.segment([ref["orig_image_hwc_u8"]], vfloor)[0].labels, ref["label_map"])
+        agree = label_agreement(r.labels, ref["label_map"], ref["sem_seg"]).agreement
+        floor_agree = label_agreement(floor.segment([ref["orig_image_hwc_u8"]], vfloor)[0].labels, ref["label_map"],
+                                      ref["sem_seg"]).agreement
         assert agree >= min(0.995, floor_agree - 0.005) and agree >= 0.99, (npz.stem, agree, floor_agree)
 
 
