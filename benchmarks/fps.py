@@ -41,7 +41,7 @@ from sanrt.runtime import choice, logs
 from sanrt.runtime.compare import cosine_min, label_agreement
 from sanrt.runtime.errors import SanrtError
 from sanrt.runtime.images import load_image
-from sanrt.runtime.machine import cpu_flags, machine_slug
+from sanrt.runtime.machine import cpu_flags, int8_weight_bits, machine_slug, matrix_tier
 from sanrt.runtime.manifest import Manifest
 from sanrt.runtime.segmenter import Segmenter
 from sanrt.runtime.visualize import label_png
@@ -61,6 +61,22 @@ RUNTIME_PATHS = {  # name (after the precision it runs): (backend, image-graph p
     "ov-int8-bf16": ("openvino", "int8-bf16"),
 }
 TORCH_PATHS = ("torch-fp32", "torch-bf16", "torch-compile")
+BF16_PATHS = ("torch-bf16", "ov-bf16", "ov-int8-bf16")  # native only with AVX512-BF16 or AMX
+STATIC_INT8 = ("ov-int8", "ov-int8-bf16")  # NNCF calibration: minutes to make (16 on a 2-core Zen 3)
+ALL_PATHS = ("torch-fp32", "torch-bf16", "ort-fp32", "ort-int8dyn", "ov-fp32", "ov-bf16", "ov-int8", "ov-int8-bf16")
+
+
+def default_paths(tier: str, quick: bool) -> tuple[list[str], dict]:
+    """(paths, {left-out path: why}): the paths this CPU runs natively; --quick also leaves out the
+    graphs that take minutes to make, so it stays within minutes on 2 cores of any kind."""
+    skipped = {}
+    for p in ALL_PATHS:
+        if p in BF16_PATHS and tier not in ("amx", "bf16"):
+            skipped[p] = (f"this CPU ({tier}) has no BF16 instructions: PyTorch and OpenVINO would emulate BF16 "
+                          "(minutes); name it in --paths to run it, marked emulated")
+        elif quick and p in STATIC_INT8:
+            skipped[p] = "--quick: NNCF static INT8 takes minutes to calibrate; name it in --paths to run it"
+    return [p for p in ALL_PATHS if p not in skipped], skipped
 
 
 def log(msg: str) -> None:
@@ -101,11 +117,10 @@ class RuntimePath:
     def __init__(self, name: str, export_dir: Path, threads: int):
         self.name = name
         if name.startswith("trt"):  # export_dir is then an engine folder (export/build_engine.py)
-            self.seg = Segmenter(export_dir, cache_dir=ROOT / "out" / "vocab_cache", cuda_graph=name == "trt-cudagraph")
+            self.seg = Segmenter(export_dir, cuda_graph=name == "trt-cudagraph")
             return
         backend, precision = RUNTIME_PATHS[name]
-        self.seg = Segmenter(export_dir, backend=backend, precision=precision, device="cpu", threads=threads,
-                             cache_dir=ROOT / "out" / "vocab_cache")
+        self.seg = Segmenter(export_dir, backend=backend, precision=precision, device="cpu", threads=threads)
 
     def set_vocabulary(self, names, use_cache: bool = True):
         self.vocab = self.seg.vocabulary(names, use_cache)
@@ -242,7 +257,9 @@ def ensure_variants(export_dir: Path, names: list[str], like: Path | None = None
         if prec not in ("int8", "int8dyn"):
             continue
         have = prec in Manifest.load(export_dir)["graphs"]["image"].get("variants", {})
-        if not have or (like is not None and recipe(export_dir, prec) != recipe(like, prec)):
+        # a graph quantised for another CPU tier is made again with this tier's recipe
+        other_tier = have and recipe(export_dir, prec).get("weight_bits", 8) != int8_weight_bits()
+        if not have or other_tier or (like is not None and recipe(export_dir, prec) != recipe(like, prec)):
             add_variant(export_dir, "static" if prec == "int8" else "dynamic", progress=log)
 
 
@@ -286,6 +303,19 @@ def choosable(name: str, acc: dict, stress: dict) -> bool:
                              **({"stress": stress[name]} if name in stress else {})})
 
 
+def int8_by_tier(manifest: Manifest) -> dict:
+    """{machine: {INT8 path: accuracy}} from every machine's entry in verified.json whose graphs are
+    still this export's: what INT8 gave on each CPU tier measured."""
+    out = {}
+    for slug, entry in choice._read(manifest).items():
+        rows = {n: {k: p.get(k) for k in ("label_agreement", "mask_emb_cosine_min", "stress")}
+                for n, p in (entry.get("paths") or {}).items()
+                if isinstance(p, dict) and p.get("precision") in choice.STRESS_CHECKED and choice._valid(manifest, p)}
+        if rows:
+            out[slug] = rows
+    return out
+
+
 def strongest_torch(timings: dict) -> str | None:
     """The faster of PyTorch BF16 autocast and torch.compile, where measured."""
     cands = [n for n in ("torch-bf16", "torch-compile") if n in timings]
@@ -311,8 +341,12 @@ def to_markdown(rep: dict) -> str:
               "| label agreement: vocabulary, probe | mask-emb cos (min) | stress: vocabulary, probe, cos | GFLOP/s "
               "| of FP32 peak | of its precision's peak |",
               "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    emulated = set(rep.get("emulated") or ())
     for name, t in sorted(main["timings"].items(), key=lambda kv: kv[1]["median_s"]):
         acc = rep["accuracy"].get(name, {})
+        recipe = (rep.get("int8_recipes") or {}).get(RUNTIME_PATHS.get(name, (None, "fp32"))[1].split("-")[0])
+        label = name + (" (emulated BF16)" if name in emulated else "") + \
+            (f" ({recipe['weight_bits']}-bit weights)" if recipe and recipe.get("weight_bits") else "")
         vs = f"{main['timings'][strongest]['median_s'] / t['median_s']:.2f}x" if strongest else "-"
         ties = f" ({acc['tie_fraction']:.2%} ties apart)" if "tie_fraction" in acc else ""
         agree = f"{acc['label_agreement']:.2%}{ties}, {acc['probe_label_agreement']:.2%}" if acc else "reference"
@@ -323,7 +357,7 @@ def to_markdown(rep: dict) -> str:
         own = PEAK_PRECISION.get(name)
         of_fp32 = f"{rate / peaks['fp32']['gflops']:.0%}" if rate and "fp32" in peaks else "-"
         of_own = f"{rate / peaks[own]['gflops']:.0%} ({own})" if rate and own in peaks else "-"
-        lines.append(f"| {name} | {t['median_s']:.3f} | {t['p90_s']:.3f} | {t['p99_s']:.3f} | {t['images_per_s']:.2f} "
+        lines.append(f"| {label} | {t['median_s']:.3f} | {t['p90_s']:.3f} | {t['p99_s']:.3f} | {t['images_per_s']:.2f} "
                      f"| {base / t['median_s']:.2f}x | {vs} | {agree} | {cos} | {st} | {f'{rate:.0f}' if rate else '-'} "
                      f"| {of_fp32} | {of_own} |")
     if flops:
@@ -333,6 +367,17 @@ def to_markdown(rep: dict) -> str:
                          f"{k} {v['gflops']:.0f} GFLOP/s ({', '.join(f'{lib} {g:.0f}' for lib, g in v['by'].items())})"
                          for k, v in peaks.items()) + ". An INT8 path keeps some parts float, so its own-precision "
                      "fraction is a lower bound of how close its INT8 parts run to the limit.")
+    if rep.get("skipped"):
+        lines.append("\nLeft out on this CPU (" + rep.get("cpu_tier", "?") + "): " +
+                     "; ".join(f"{p}: {why}" for p, why in rep["skipped"].items()) + ".")
+    if rep.get("int8_by_tier"):
+        lines += ["", "### INT8 accuracy per CPU tier (verified.json: every machine that measured these graphs)", "",
+                  "| machine | path | label agreement | mask-emb cos (min) | stress: label agreement, cos |", "|---|---|---|---|---|"]
+        for slug, rows in rep["int8_by_tier"].items():
+            for n, a in rows.items():
+                st = a.get("stress") or {}
+                lines.append(f"| {slug} | {n} | {a['label_agreement']:.2%} | {a['mask_emb_cosine_min']:.4f} | "
+                             + (f"{st['label_agreement']:.2%}, {st['mask_emb_cosine_min']:.4f}" if st else "-") + " |")
     if stress:
         lines.append(f"\nOutlier stress (`add_outlier_channels_`, {rep['stress_settings']}): the same recipes on the "
                      "stressed weights, against them in PyTorch FP32. INT8 paths must pass there to be chosen.")
@@ -406,7 +451,8 @@ def main(argv=None) -> int:
     ap.add_argument("--engine", "--export", dest="engine", type=Path,
                     help="export folder (default out/onnx/<name>; made if needed)")
     ap.add_argument("--engines", type=Path, help="a TensorRT engine folder: adds the 'trt' and 'trt-cudagraph' paths (GPU)")
-    ap.add_argument("--paths", default="torch-fp32,torch-bf16,ort-fp32,ort-int8dyn,ov-fp32,ov-bf16,ov-int8,ov-int8-bf16")
+    ap.add_argument("--paths", help=f"comma-separated, from {','.join(ALL_PATHS)} (default: those this CPU runs "
+                                    "natively; --quick also leaves out NNCF static INT8)")
     ap.add_argument("--compile", action="store_true", help="add torch.compile (slow to compile)")
     ap.add_argument("--size", default="640x640", help="main comparison input HxW")
     ap.add_argument("--k", type=int, default=150, choices=sorted(VOCABS), help="main comparison vocabulary size")
@@ -440,7 +486,15 @@ def main(argv=None) -> int:
         if fresh:
             export(model, export_dir, weights_desc, progress=log)
             m = Manifest.load(export_dir)
-        wanted = args.paths.split(",") + (["torch-compile"] if args.compile else [])
+        tier = matrix_tier(cpu_flags())
+        if args.paths:
+            wanted, skipped = args.paths.split(","), {}
+        else:
+            wanted, skipped = default_paths(tier, args.quick)
+        wanted += ["torch-compile"] if args.compile else []
+        emulated = [p for p in wanted if p in BF16_PATHS and tier not in ("amx", "bf16")]
+        for p, why in skipped.items():
+            log(f"left out {p}: {why}")
         unknown = [p for p in wanted if p not in RUNTIME_PATHS and p not in TORCH_PATHS]
         if unknown:
             raise ValueError(f"unknown paths {unknown}; choose from {[*TORCH_PATHS, *RUNTIME_PATHS]}")
@@ -471,7 +525,10 @@ def main(argv=None) -> int:
                "date": time.strftime("%Y-%m-%d %H:%M"), "loadavg_before": [round(v, 2) for v in load_before],
                "main": {"label": main_label, "timings": main_t}, "accuracy": acc, "stress": stress,
                "stress_settings": STRESS if stress else None, "reference_classes": classes, "stress_reference_classes": stress_classes,
-               "compile_s": next((p.compile_s for p in paths if p.name == "torch-compile"), None), "sweeps": []}
+               "compile_s": next((p.compile_s for p in paths if p.name == "torch-compile"), None), "sweeps": [],
+               "cpu_tier": tier, "skipped": skipped, "emulated": emulated,
+               "int8_recipes": {k: {f: v.get(f) for f in ("weight_bits", "cpu_tier", "tool")}
+                                for k, v in Manifest.load(export_dir).data.get("quantization", {}).items()}}
         try:
             import openvino
 
@@ -515,6 +572,7 @@ def main(argv=None) -> int:
                  "median_s": main_t[p.name]["median_s"], **acc[p.name],
                  **({"stress": stress[p.name]} if p.name in stress else {})}
         for p in paths if isinstance(p, RuntimePath) and p.name in RUNTIME_PATHS}, source=f"benchmarks/fps.py {rep['date']}, {main_label}")
+    rep["int8_by_tier"] = int8_by_tier(Manifest.load(export_dir))
     stem = f"fps_{name}"
     (results / f"{stem}.json").write_text(json.dumps(rep, indent=1))
     (results / f"{stem}.md").write_text(to_markdown(rep))

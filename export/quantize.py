@@ -9,6 +9,11 @@ that OpenVINO runs with INT8 kernels (VNNI/AMX) and ONNX Runtime can read too. `
 activations quantised per call, after SmoothQuant's migration of the LayerNorm outputs' channel
 ranges into the weights) -> image_int8dyn.onnx, for ONNX Runtime. The calibration photos are not
 the ones the benchmarks score accuracy on.
+
+The recipe depends on the CPU (`--for-cpu`): CPUs with VNNI or AMX get 8-bit weights; others
+(AVX2, AVX-512 without VNNI) 7-bit weights, since their u8 x s8 kernels add product pairs into a
+saturating int16 (sanrt.runtime.machine.VNNI_TIERS). The manifest records the bits and the CPU
+tier the graph was made for; the runtime warns when a graph runs where its recipe does not hold.
 """
 from __future__ import annotations
 
@@ -21,6 +26,7 @@ from pathlib import Path
 import numpy as np
 from sanrt.runtime import logs
 from sanrt.runtime.errors import SanrtError
+from sanrt.runtime.machine import cpu_flags, int8_weight_bits, matrix_tier
 from sanrt.runtime.manifest import MANIFEST, Manifest, sha256_file
 from sanrt.runtime.outputs import write_atomic
 from sanrt.runtime.preprocess import pad_batch, prepare
@@ -64,18 +70,22 @@ def image_graph_inputs(manifest: Manifest, images: list[np.ndarray]) -> list[dic
 FLOAT_SCOPE = [r".*/side_adapter/.*", r".*/mask_decoder/.*"]
 
 
-def quantize_static(src: Path, dst: Path, feeds: list[dict]) -> dict:
+def quantize_static(src: Path, dst: Path, feeds: list[dict], weight_bits: int = 8) -> dict:
     import nncf
     import onnx
+    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
 
     logs.tame("nncf")  # NNCF sets its logger to INFO when imported: hundreds of lines per graph
 
     model = onnx.load(src)
+    # NNCF's overflow fix halves every weight's integer range: its answer to vpmaddubsw saturation
+    fix = nncf.OverflowFix.ENABLE if weight_bits == 7 else nncf.OverflowFix.FIRST_LAYER
     q = nncf.quantize(model, nncf.Dataset(feeds), model_type=nncf.ModelType.TRANSFORMER, subset_size=len(feeds),
-                      ignored_scope=nncf.IgnoredScope(patterns=FLOAT_SCOPE, validate=False))
+                      ignored_scope=nncf.IgnoredScope(patterns=FLOAT_SCOPE, validate=False),
+                      advanced_parameters=AdvancedQuantizationParameters(overflow_fix=fix))
     onnx.save(q, dst)
     return {"tool": f"nncf {nncf.__version__}", "method": "static post-training, transformer preset",
-            "calibration_images": len(feeds), "kept_float": FLOAT_SCOPE}
+            "calibration_images": len(feeds), "kept_float": FLOAT_SCOPE, "overflow_fix": fix.value}
 
 
 SMOOTH_ALPHA = 0.5  # SmoothQuant's migration strength: activation and weight ranges meet halfway
@@ -145,7 +155,7 @@ def smooth_layernorm_readers(model, feeds: list[dict], alpha: float = SMOOTH_ALP
     return len(pairs)
 
 
-def quantize_dynamic(src: Path, dst: Path, feeds: list[dict]) -> dict:
+def quantize_dynamic(src: Path, dst: Path, feeds: list[dict], weight_bits: int = 8) -> dict:
     import tempfile
 
     import onnx
@@ -159,18 +169,36 @@ def quantize_dynamic(src: Path, dst: Path, feeds: list[dict]) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         onnx.save(model, f"{tmp}/smoothed.onnx")
         del model
-        quantize_dynamic(f"{tmp}/smoothed.onnx", dst, weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"])
+        # reduce_range: weights in [-64, 64], ONNX Runtime's documented fix for u8s8 saturation
+        quantize_dynamic(f"{tmp}/smoothed.onnx", dst, weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"],
+                         reduce_range=weight_bits == 7)
     return {"tool": f"onnxruntime {onnxruntime.__version__}", "method": "dynamic, MatMul weights int8",
             "smoothquant": {"alpha": SMOOTH_ALPHA, "layernorms": smoothed, "calibration_images": len(feeds)}}
 
 
-def add_variant(export_dir: Path, method: str, n_images: int = 8, progress=print) -> str:
+FOR_CPU = ("this", "vnni", "any")  # the CPUs an INT8 graph is made for: this machine's tier, VNNI/AMX ones, every one
+
+
+def recipe_for(for_cpu: str = "this") -> dict:
+    """{"weight_bits", "cpu_tier"}: the INT8 recipe for CPUs of `for_cpu` (see the module docstring)."""
+    tier = {"this": matrix_tier(cpu_flags()), "vnni": "vnni", "any": "any"}[for_cpu]
+    return {"weight_bits": int8_weight_bits(tier) if tier != "any" else 7, "cpu_tier": tier}
+
+
+def add_variant(export_dir: Path, method: str, n_images: int = 8, progress=print, for_cpu: str = "this") -> str:
+    if n_images < 1:
+        raise SanrtError(f"quantisation needs at least one calibration image, not {n_images}")
+    export_dir = Path(export_dir)
     m = Manifest.load(export_dir)
     precision, name = VARIANT_FILES[method]
+    recipe = recipe_for(for_cpu)
     t = time.perf_counter()
     feeds = image_graph_inputs(m, calibration_images(n_images))
-    progress(f"quantising {m.path('image').name} ({method}) ...")
-    settings = (quantize_static if method == "static" else quantize_dynamic)(m.path("image"), export_dir / name, feeds)
+    progress(f"quantising {m.path('image').name} ({method}, {recipe['weight_bits']}-bit weights for "
+             f"{recipe['cpu_tier']} CPUs) ...")
+    settings = (quantize_static if method == "static" else quantize_dynamic)(m.path("image"), export_dir / name, feeds,
+                                                                           recipe["weight_bits"])
+    settings.update(recipe)
     data = m.data
     data["graphs"]["image"].setdefault("variants", {})[precision] = name
     data["sha256"][name] = sha256_file(export_dir / name)
@@ -184,12 +212,15 @@ def main(argv=None) -> int:
     ap.add_argument("--engine", "--export", dest="engine", type=Path, required=True, help="an sanrt export folder")
     ap.add_argument("--method", choices=sorted(VARIANT_FILES), default="static")
     ap.add_argument("--calibration-images", type=int, default=8)
+    ap.add_argument("--for-cpu", choices=FOR_CPU, default="this",
+                    help="the CPUs the graph is for: this one's kind (default), CPUs with VNNI or AMX (8-bit weights), "
+                         "or any x86-64 CPU (7-bit weights: no int16 saturation without VNNI)")
     ap.add_argument("--verbose", action="store_true", help="show NNCF's and the backends' own log messages")
     args = ap.parse_args(argv)
     logs.setup(args.verbose)
     try:
         precision = add_variant(args.engine, args.method, args.calibration_images,
-                                progress=lambda s: print(s, file=sys.stderr))
+                                progress=lambda s: print(s, file=sys.stderr), for_cpu=args.for_cpu)
     except SanrtError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

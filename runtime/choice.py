@@ -15,7 +15,7 @@ import logging
 
 from .backends import PRECISIONS, check_pair
 from .errors import SanrtError
-from .machine import machine_slug
+from .machine import cpu_flags, int8_weight_bits, machine_slug, matrix_tier
 from .manifest import Manifest
 from .outputs import write_atomic
 
@@ -104,3 +104,31 @@ def choose(manifest: Manifest, available=None) -> tuple[str, str, str]:
     return p["backend"], p["precision"], (
         f"{name}: fastest verified path on {machine_slug()} ({p['median_s']:.3f} s median, label agreement "
         f"{p['label_agreement']:.2%}, mask-embedding cosine >= {p['mask_emb_cosine_min']:.4f}; {entry.get('source', '?')})")
+
+
+def verified_here(manifest: Manifest, backend: str, precision: str) -> bool:
+    """A path of this pair met the bounds (INT8: also under stress) on this kind of machine, with the
+    graphs the export holds now."""
+    entry = _read(manifest).get(machine_slug())
+    paths = entry.get("paths") if isinstance(entry, dict) else None
+    return isinstance(paths, dict) and any(
+        isinstance(p, dict) and p.get("backend") == backend and p.get("precision") == precision and _valid(manifest, p)
+        and choosable(p) for p in paths.values())
+
+
+def int8_warning(manifest: Manifest, backend: str, precision: str) -> str | None:
+    """For an INT8 path named by the user: why its answers may be wrong on this CPU, in one line, or
+    None. A graph verified on one CPU tier is not assumed to hold on another."""
+    if precision not in STRESS_CHECKED:
+        return None
+    tier = matrix_tier(cpu_flags())
+    recipe = manifest.data.get("quantization", {}).get(precision.split("-")[0], {})
+    bits = recipe.get("weight_bits", 8) if isinstance(recipe, dict) else 8
+    if bits > int8_weight_bits(tier):
+        return (f"the {precision} image graph has {bits}-bit weights, made for CPUs with VNNI or AMX; this CPU "
+                f"({tier}) adds u8 x s8 products in saturating int16, so its answers can be far off: re-quantise "
+                "here with export/quantize.py (7-bit weights)")
+    if not verified_here(manifest, backend, precision):
+        return (f"{backend} {precision} has not been verified on this machine ({machine_slug()}) for these graphs; "
+                "its accuracy here is unmeasured (benchmarks/fps.py measures it)")
+    return None

@@ -33,6 +33,18 @@ def matrix_tier(flags: list[str]) -> str:
     return "base"
 
 
+# Tiers whose INT8 dot products accumulate u8 x s8 straight into int32 (VNNI's vpdpbusd, AMX). Below
+# them ONNX Runtime and oneDNN use vpmaddubsw, which adds each pair of u8 x s8 products into a
+# saturating int16: 255 x 127 x 2 = 64770 > 32767, so 8-bit weights clip there (on an AVX2 Zen 3,
+# ViT-B/16 INT8 label agreement fell to 72.9 %), and 7-bit weights (255 x 64 x 2 = 32640) cannot.
+VNNI_TIERS = ("amx", "bf16", "vnni", "avxvnni")
+
+
+def int8_weight_bits(tier: str | None = None) -> int:
+    """Weight bits of an INT8 graph that computes exactly on CPUs of this tier (default: this CPU's)."""
+    return 8 if (tier or matrix_tier(cpu_flags())) in VNNI_TIERS else 7
+
+
 def machine_slug() -> str:
     """A folder name for results and the key of verified measurements: core count, CPU model and
     matrix tier, e.g. cpu2-intel-xeon-vnni. Cloud CPUs often share one model name ("Intel Xeon

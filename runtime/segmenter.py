@@ -19,7 +19,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .backends import check_pair, make_runner
-from .choice import choose
+from .choice import choose, int8_warning
 from .engines import check_compatible, gpu_identity, import_tensorrt, resolve
 from .errors import BackendError, ExportFolderError, ImageError, RangeError, VocabularyError
 from .manifest import Manifest
@@ -116,11 +116,14 @@ class Segmenter:
                 if precision is not None:
                     raise BackendError("a precision needs a named backend (onnxruntime or openvino), not auto")
                 backend, precision, self.choice = choose(m)
-            precision = precision or "fp32"
+            named, precision = self.choice is None, precision or "fp32"
             check_pair(backend, precision)
             if backend == "tensorrt":
                 raise BackendError("TensorRT needs engines: build them with export/build_engine.py and pass --engine ENGINE_DIR")
             paths = {"image": m.folder / m.image_graph(precision), "text": m.path("text"), "head": m.path("head")}
+            warning = int8_warning(m, backend, precision) if named else None  # auto takes only verified paths
+            if warning:
+                log.warning(warning)
         if cuda_graph and backend != "tensorrt":
             raise BackendError("CUDA graphs are for TensorRT engines: pass --engine ENGINE_DIR")
         options = {"device": device, "threads": threads, **(backend_options or {})}

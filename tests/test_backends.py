@@ -110,3 +110,43 @@ def test_smoothquant_migration_keeps_the_fp32_function_and_flattens_outlier_chan
         return m.max() / np.median(m)
 
     assert channel_spread(probe) > 20 > 3 * channel_spread(g)
+
+
+def _int8_weights(path):
+    import onnx
+    from onnx import numpy_helper
+
+    g = onnx.load(path).graph
+    inits = {i.name: i for i in g.initializer}
+    return [numpy_helper.to_array(inits[n.input[1]]) for n in g.node
+            if n.op_type == "MatMulInteger" and n.input[1] in inits]
+
+
+def test_int8_recipe_per_cpu_tier(tiny_export, tmp_path, monkeypatch, caplog):
+    """Without VNNI, u8 x s8 kernels (vpmaddubsw) add product pairs into a saturating int16: the
+    recipe for such CPUs keeps every weight within 64 so that no pair can exceed 32767, and a graph
+    made for VNNI CPUs is refused nothing but warned about there."""
+    import logging
+
+    from sanrt.runtime import choice
+
+    worst = lambda ws: max(2 * 255 * int(np.abs(w.astype(np.int32)).max()) for w in ws)  # largest u8 x s8 pair sum
+    graphs = {}
+    for for_cpu in ("any", "vnni"):
+        folder = tmp_path / for_cpu
+        shutil.copytree(tiny_export, folder)
+        add_variant(folder, "dynamic", n_images=1, progress=lambda s: None, for_cpu=for_cpu)
+        graphs[for_cpu] = folder
+        assert Manifest.load(folder)["quantization"]["int8dyn"]["weight_bits"] == (7 if for_cpu == "any" else 8)
+    assert worst(_int8_weights(graphs["any"] / "image_int8dyn.onnx")) <= 32767
+    assert worst(_int8_weights(graphs["vnni"] / "image_int8dyn.onnx")) > 32767  # would saturate without VNNI
+    caplog.set_level(logging.WARNING, logger="sanrt")
+    monkeypatch.setattr(choice, "matrix_tier", lambda flags: "avx2")
+    Segmenter(graphs["vnni"], backend="onnxruntime", precision="int8dyn", cache_dir=tmp_path / "c")
+    Segmenter(graphs["any"], backend="onnxruntime", precision="int8dyn", cache_dir=tmp_path / "c")
+    said = [r.getMessage() for r in caplog.records if r.name == "sanrt"]
+    assert len(said) == 2 and "saturating int16" in said[0] and "not been verified on this machine" in said[1]
+    caplog.clear()
+    monkeypatch.setattr(choice, "matrix_tier", lambda flags: "vnni")
+    Segmenter(graphs["vnni"], backend="onnxruntime", precision="fp32", cache_dir=tmp_path / "c")
+    assert not [r for r in caplog.records if r.name == "sanrt"]  # FP32 needs no verification

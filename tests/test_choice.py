@@ -97,3 +97,19 @@ def test_other_machines_entries_are_ignored(manifest):
 def test_a_damaged_verified_json_falls_back(manifest, text):
     (manifest.folder / choice.VERIFIED).write_text(text.replace("%s", choice.machine_slug()))
     assert choice.choose(manifest)[:2] == ("onnxruntime", "fp32")
+
+
+@pytest.mark.parametrize("acc", [{"label_agreement": 0.98, "mask_emb_cosine_min": 0.999},
+                                 {"label_agreement": 0.999, "mask_emb_cosine_min": 0.98}])
+def test_each_accuracy_bound_alone_refuses_a_path(manifest, acc):
+    """Both bounds must hold: a path missing either one is never chosen (also under stress)."""
+    assert not choice.meets_bounds(acc)
+    good = {"label_agreement": 0.999, "mask_emb_cosine_min": 0.999, "median_s": 0.3}  # the fastest path
+    choice.record(manifest, _paths(**{"ov-bf16": good}), source="test")
+    assert choice.choose(manifest, available={"onnxruntime", "openvino"})[:2] == ("openvino", "bf16")
+    choice.record(manifest, _paths(**{"ov-bf16": {**good, **acc}}), source="test")
+    assert choice.choose(manifest, available={"onnxruntime", "openvino"})[:2] == ("onnxruntime", "int8dyn")
+    paths = _paths(**{"ort-int8dyn": {"stress": acc}})
+    del paths["ov-bf16"]
+    choice.record(manifest, paths, source="test")
+    assert choice.choose(manifest, available={"onnxruntime", "openvino"})[:2] == ("onnxruntime", "fp32")

@@ -36,6 +36,8 @@ def test_fps_harness_report(tiny_dev, tiny_export, tmp_path):
     assert {"decode", "preprocess", "image_graph", "head", "postprocess", "png"} <= set(rep["e2e"]["stages"])
     assert rep["cpu_flags"] is not None and rep["threads"] >= 1 and len(rep["loadavg_before"]) == 3
     md = (tmp_path / "fps_tiny_dev.md").read_text()
+    assert "| ort-int8dyn (7-bit weights) |" in md or "| ort-int8dyn (8-bit weights) |" in md  # this tier's recipe
+    assert "INT8 accuracy per CPU tier" in md and "ort-int8dyn" in next(iter(rep["int8_by_tier"].values()))
     assert "| ort-fp32 |" in md and "vs strongest PyTorch" in md and "of FP32 peak" in md and "## End to end" in md
     assert (tmp_path / "fps_tiny_dev.png").read_bytes()[:4] == b"\x89PNG"
 
@@ -63,3 +65,24 @@ def test_text_side_report(tiny_export, tmp_path):
     assert all(r["cosine_min"] >= 0.99999 for r in rep["rows"])
     assert 0 < rep["ade150_tokens"]["tokens_prefix_shared"] < rep["ade150_tokens"]["tokens_now"]
     assert "| ADE20K-150 again | 150 | 0 (whole vocabulary cached) |" in (tmp_path / "text_side.md").read_text()
+
+
+def _fps():
+    import sys
+    from conftest import ROOT
+
+    if str(ROOT / "benchmarks") not in sys.path:
+        sys.path.insert(0, str(ROOT / "benchmarks"))
+    import fps
+
+    return fps
+
+
+def test_default_paths_are_those_the_cpu_runs_natively():
+    fps = _fps()
+    paths, skipped = fps.default_paths("avx2", quick=False)
+    assert not set(paths) & set(fps.BF16_PATHS) and set(skipped) == set(fps.BF16_PATHS)
+    assert "emulate" in skipped["torch-bf16"] and "ov-int8" in paths
+    paths, skipped = fps.default_paths("amx", quick=True)
+    assert set(fps.BF16_PATHS) - set(fps.STATIC_INT8) <= set(paths) and not set(paths) & set(fps.STATIC_INT8)
+    assert set(paths) | set(skipped) == set(fps.ALL_PATHS)

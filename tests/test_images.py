@@ -63,3 +63,25 @@ def test_expand_image_args(tmp_path):
     assert [p.name for p in expand_image_args([str(tmp_path / "*.png")])] == ["b.png"]
     with pytest.raises(ImageError, match="no files match"):
         expand_image_args([str(tmp_path / "*.gif")])
+
+
+# EXIF orientation -> the array the viewer shows, written out in numpy (not through PIL's own table)
+ORIENTED = {1: lambda a: a, 2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1],
+            5: lambda a: a.transpose(1, 0, 2), 6: lambda a: np.rot90(a, -1), 7: lambda a: a[::-1, ::-1].transpose(1, 0, 2),
+            8: lambda a: np.rot90(a, 1)}
+
+
+@pytest.mark.parametrize("orientation", sorted(ORIENTED))
+def test_every_exif_orientation(tmp_path, orientation):
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(RGB).save(tmp_path / "o.png", exif=exif)  # lossless, so pixels compare exactly
+    np.testing.assert_array_equal(load_image(tmp_path / "o.png"), ORIENTED[orientation](RGB))
+
+
+def test_rgba_arrays_drop_alpha_and_keep_colour():
+    rgba = np.concatenate([RGB, np.full(RGB.shape[:2] + (1,), 7, np.uint8)], axis=2)
+    np.testing.assert_array_equal(to_rgb_u8(rgba), RGB)
+    np.testing.assert_array_equal(to_rgb_u8(rgba.astype(np.uint16) * 257), RGB)
+    gray = to_rgb_u8(RGB[:, :, :1])
+    assert gray.shape == RGB.shape and (gray == RGB[:, :, :1]).all()

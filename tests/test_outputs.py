@@ -84,3 +84,14 @@ def test_sixteen_bit_label_png_past_255_classes(tmp_path):
     seg = _seg(10, 40, 300)
     [labels_png, _] = writer.write("big", np.zeros((10, 40, 3), np.uint8), seg)
     np.testing.assert_array_equal(np.asarray(Image.open(labels_png)), seg.labels)
+
+
+@pytest.mark.parametrize("top,mode", [(255, "L"), (256, "I;16"), (65535, "I;16")])
+def test_label_png_depth_at_the_boundary(tmp_path, top, mode):
+    from sanrt.runtime.visualize import label_png
+
+    labels = np.array([[0, top], [top - 1, 1]], np.int32)
+    label_png(labels).save(tmp_path / "l.png")
+    with Image.open(tmp_path / "l.png") as im:
+        assert im.mode == mode
+        np.testing.assert_array_equal(np.asarray(im).astype(np.int32), labels)
