@@ -146,10 +146,17 @@ class PipelineModel:
         img = decode_image(encoded.reshape(-1)[0], "IMAGE") if encoded is not None else to_rgb_u8(pixels, "IMAGE_RGB")
         if (classes is None) == (dataset is None):
             raise VocabularyError("send exactly one of CLASSES (names) and DATASET (a built-in dataset name)")
-        if classes is not None:
-            names = check_vocabulary([c.decode("utf-8") if isinstance(c, bytes) else str(c) for c in classes.reshape(-1)])
+        def text(value, what: str) -> str:
+            if not isinstance(value, bytes):
+                return str(value)
+            try:
+                return value.decode("utf-8")
+            except UnicodeDecodeError:
+                raise VocabularyError(f"{what} holds bytes that are not UTF-8 text") from None
+
+        if classes is not None:  # the runtime's rules: names as CLIP reads them (Segmenter.vocabulary)
+            names = check_vocabulary([text(c, "CLASSES") for c in classes.reshape(-1)])
         else:
-            d = dataset.reshape(-1)[0]
-            names = dataset_vocabulary(d.decode("utf-8") if isinstance(d, bytes) else str(d))
+            names = dataset_vocabulary(text(dataset.reshape(-1)[0], "DATASET"))
         return img, names
 

@@ -10,22 +10,18 @@ REFERENCE = Path(os.environ.get("SANRT_REFERENCE", ROOT / "tests" / "data" / "of
 TINY_DEV = REFERENCE / "tiny_dev"
 
 
-def _files(folder: Path) -> set:
-    return {(str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in folder.rglob("*") if p.is_file()} \
-        if folder.is_dir() else set()
-
-
 @pytest.fixture(scope="session", autouse=True)
-def private_vocabulary_cache(tmp_path_factory):
-    """Every test, and every script a test starts, uses a temporary vocabulary cache ($SANRT_CACHE),
-    never the user's ~/.cache/sanrt: checked at the end of the session."""
-    user_cache = Path.home() / ".cache" / "sanrt"
-    before = _files(user_cache)
+def private_vocabulary_cache(tmp_path_factory) -> Path:
+    """Every test, and every script a test starts (run_script passes the environment on), uses a
+    temporary vocabulary cache ($SANRT_CACHE), never the user's ~/.cache/sanrt."""
+    from sanrt.runtime.segmenter import default_cache_dir
+
+    cache = tmp_path_factory.mktemp("sanrt_cache")
     patch = pytest.MonkeyPatch()
-    patch.setenv("SANRT_CACHE", str(tmp_path_factory.mktemp("sanrt_cache")))
-    yield
+    patch.setenv("SANRT_CACHE", str(cache))
+    assert default_cache_dir().is_relative_to(cache)
+    yield cache
     patch.undo()
-    assert _files(user_cache) == before, f"the suite wrote into {user_cache}"
 
 
 @pytest.fixture(scope="session")

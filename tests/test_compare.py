@@ -12,8 +12,8 @@ from sanrt.runtime.vocabulary import dataset_vocabulary
 
 
 def test_tie_mask_margin_is_twice_the_rounding_bound():
-    # two classes, scale 1: gaps of 1e-4 and 2e-4 are within 2 x 1e-4 (ties), 3e-4 is not
-    s = np.array([[[1.0, 1.0, 1.0, 0.5]], [[1.0 - 1e-4, 1.0 - 2e-4, 1.0 - 3e-4, 0.2]]], np.float32)
+    # two classes, scale 1: gaps of 1e-4 and 1.5e-4 are within 2 x 1e-4 (ties), 2.5e-4 is not
+    s = np.array([[[1.0, 1.0, 1.0, 0.5]], [[1.0 - 1e-4, 1.0 - 1.5e-4, 1.0 - 2.5e-4, 0.2]]], np.float32)
     np.testing.assert_array_equal(tie_mask(s), [[True, True, False, False]])
     assert not tie_mask(s[:1]).any()  # one class ties with nothing
     a = label_agreement(np.array([[1, 1, 1, 0]]), np.array([[0, 0, 0, 0]]), s)

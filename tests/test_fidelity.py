@@ -34,7 +34,10 @@ def test_clip_resize_equals_the_official_interpolate_at_every_padded_side(scale)
             ours = resize(x)
             assert ours.shape == official.shape, (side, shape)
             assert ours.shape[-2] == math.floor(shape[-2] * scale) and ours.shape[-1] == math.floor(shape[-1] * scale)
-            torch.testing.assert_close(ours, official, rtol=0, atol=1e-4)  # float32 weights: ~1e-5 apart
+            # PyTorch computes source coordinates in float32: one float32 step near side 1800 (1.2e-4) times
+            # a neighbour difference of white noise (up to ~6) is ~7e-4; measured 7e-5 with ATen's AVX2 and
+            # AVX-512 kernels, 7e-7 with its default ones
+            torch.testing.assert_close(ours, official, rtol=0, atol=1e-3)
     assert resize(torch.zeros(1, 1, 1440, 32)).shape[-2] == math.floor(1440 * scale)  # 0.7: 1007, not 1008
 
 

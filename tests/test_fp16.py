@@ -73,7 +73,9 @@ def test_fp16_runs_on_cpu_close_to_pytorch(fp16_export, tiny_dev, tmp_path):
         agree = label_agreement(r.labels, ref["label_map"], ref["sem_seg"]).agreement
         floor_agree = label_agreement(floor.segment([ref["orig_image_hwc_u8"]], vfloor)[0].labels, ref["label_map"],
                                       ref["sem_seg"]).agreement
-        assert agree >= min(0.995, floor_agree - 0.005) and agree >= 0.99, (npz.stem, agree, floor_agree)
+        # the floor is measured on this machine with the same kernels; the absolute 98.5 % only catches a
+        # broken floor (chelsea's sits near 99.1 %: 0.5 points of margin, ~200 pixels)
+        assert agree >= min(0.995, floor_agree - 0.005) and agree >= 0.985, (npz.stem, agree, floor_agree)
 
 
 def test_outlier_stress_variant_reaches_the_magnitude_and_stays_informative(tiny_dev):

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from conftest import run_script
 from PIL import Image
+from sanrt.runtime.compare import label_agreement
 
 
 def _infer(*args):
@@ -23,18 +24,16 @@ def test_official_label_maps(tiny_export, tiny_dev, photos, tmp_path):
     code, _, err = _infer("--engine", tiny_export, "--image", photos, "--vocab-file", tiny_dev / "vocabulary.txt",
                           "--out", tmp_path)
     assert code == 0, err
-    total = agree = 0
     for npz in sorted(tiny_dev.glob("*.npz")):
-        ref = np.load(npz)["label_map"]
+        ref = np.load(npz)
         labels = np.asarray(Image.open(tmp_path / f"{npz.stem}_labels.png"))
-        assert labels.shape == ref.shape
-        total += ref.size
-        agree += int((labels == ref).sum())
+        assert labels.shape == ref["label_map"].shape
+        # the official label map, near-ties of its scores apart (sanrt.runtime.compare)
+        assert label_agreement(labels, ref["label_map"], ref["sem_seg"]).agreement >= 0.9999, npz.stem
         report = json.loads((tmp_path / f"{npz.stem}.json").read_text())
         assert {"decode", "preprocess", "image_graph", "head", "postprocess"} <= set(report["timings_s"])
         assert sum(c["fraction"] for c in report["classes"]) == pytest.approx(1.0, abs=1e-4)
         assert (tmp_path / f"{npz.stem}_overlay.png").is_file()
-    assert agree / total >= 0.9999
 
 
 @pytest.mark.parametrize("mode", ["L", "RGBA", "P", "I;16"])
@@ -76,3 +75,12 @@ def test_cuda_graph_needs_tensorrt_engines(tiny_export, photos, tmp_path):
     code, _, err = _infer("--engine", tiny_export, "--image", photos, "--vocab", "a", "--cuda-graph",
                           "--backend", "onnxruntime", "--out", tmp_path / "o")
     _assert_one_line_error(code, err, "CUDA graphs are for TensorRT engines", tmp_path / "o")
+
+
+def test_scripts_use_the_suites_private_cache(tiny_export, photos, tmp_path, private_vocabulary_cache):
+    """No test writes into the user's ~/.cache/sanrt: scripts inherit the suite's $SANRT_CACHE."""
+    before = set(private_vocabulary_cache.rglob("*.npy"))
+    code, _, err = _infer("--engine", tiny_export, "--image", photos, "--vocab", "zebra crossing,unicorn horn",
+                          "--out", tmp_path, "--backend", "onnxruntime")
+    assert code == 0, err
+    assert len(set(private_vocabulary_cache.rglob("*.npy")) - before) == 3  # the vocabulary and each name

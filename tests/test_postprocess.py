@@ -5,11 +5,12 @@ import torch
 import torch.nn.functional as F
 from sanrt.model.postprocess import semantic_inference as torch_semantic_inference
 from sanrt.runtime.postprocess import bilinear_matrix, semantic_inference
+from sanrt.runtime.compare import label_agreement
 
 
 @pytest.mark.parametrize("out_size,in_size", [(640, 40), (37, 40), (40, 40), (97, 13), (5, 80)])
 def test_bilinear_matrix_equals_interpolate(out_size, in_size):
-    x = torch.randn(3, in_size, 1)
+    x = torch.from_numpy(np.random.default_rng(out_size * in_size).standard_normal((3, in_size, 1)).astype(np.float32))
     ref = F.interpolate(x[None], size=(out_size, 1), mode="bilinear", align_corners=False)[0, :, :, 0]
     ours = (torch.from_numpy(bilinear_matrix(out_size, in_size)).float() @ x[:, :, 0].T).T
     torch.testing.assert_close(ours, ref, rtol=1e-5, atol=5e-5)  # PyTorch maps coordinates in float32
@@ -30,4 +31,5 @@ def test_semantic_inference_matches_torch(k, grid, padded, valid, orig):
     labels, scores = semantic_inference(logits, masks, padded, valid, orig, return_scores=True, block_elems=5000)
     np.testing.assert_allclose(scores, ref, rtol=1e-5, atol=1e-5 * np.abs(ref).max())
     assert labels.dtype == np.int32 and labels.shape == orig
-    assert (labels == ref.argmax(0)).mean() >= 0.9999
+    # scores within the bound above name the same class wherever PyTorch's two best are not a near-tie
+    assert label_agreement(labels, ref.argmax(0), ref).agreement == 1.0

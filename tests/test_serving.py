@@ -95,5 +95,6 @@ def test_a_running_server_answers_as_the_runtime_does(small_export):
     assert code == 0, err[-3000:]
     assert res["identical"] == res["requests"] == 12
     assert res["batched_requests"] > 0  # the image model saw batches > 1 (server statistics)
-    assert res["bad_requests_answered"] == res["bad_requests"] == 4 and res["server_alive_after"]
+    assert res["bad_requests_answered"] == res["bad_requests"] == 7 and res["server_alive_after"]
+    assert res["bad_requests_clean"]
     assert res["stop_s"] < 20

@@ -183,7 +183,8 @@ def test_gpu_check_dry_run_reports_every_planned_row(tmp_path):
         assert r["achieved_tflops"] > 0 and r["fraction_of_peak"] > 0 and r["peak"] in rep["peak_tflops"]
         if mode != "fp32-eager":
             a = r["accuracy"]
-            assert 0.99 <= a["emb_cos_min"] <= 1.0001 and 0 <= a["pixel_label_agreement"] <= 1
+            # BF16 / FP16 autocast on a CPU: native or emulated kernels by CPU kind, 8 or 11 mantissa bits
+            assert 0.98 <= a["emb_cos_min"] <= 1.0001 and 0 <= a["pixel_label_agreement"] <= 1
             assert 0 <= a["query_class_agreement"] <= 1
     # on CPU: the eager rows and the compile rows' code path (Dynamo, batch 1) run; the ONNX branch too
     measured = {k for k, r in rows.items() if not r.get("skipped")}
