@@ -8,7 +8,8 @@ infer.py's class): detectron2's SemSegEvaluator metrics, one or several precisio
 
 --dataset reads the layout SAN's preparation scripts produce under --root (sanrt.runtime.evaluation
 .LAYOUTS; validation splits); label images hold class indices in vocabulary order. Prints per-class
-IoU and accuracy and the totals; writes eval.json and eval.md into --out; the last stdout line is one
+IoU and accuracy and the totals; writes eval.json and eval.md into --out (each whole, never over a
+file sanrt did not write; checked before the first image); the last stdout line is one
 JSON object {"images", "miou", "pacc", "macc", "fwiou"} (percentages; with --compare, those of the
 first precision, and "compare": every precision's, with its mIoU difference to the first and its
 time per image).
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import time
 from pathlib import Path
@@ -36,9 +38,13 @@ def evaluate(seg, vocab, pairs, layout_ignore: int, reduce_zero_label: bool, des
         t = time.perf_counter()
         [res] = seg.segment([img], vocab)
         seconds += time.perf_counter() - t
-        cm.update(res.labels, read_label(label_path, layout_ignore, reduce_zero_label))
+        cm.update(res.labels, read_label(label_path, layout_ignore, reduce_zero_label), str(label_path))
         bar.set_postfix(img_s=f"{i / seconds:.2f}")
     return {**cm.metrics(list(vocab.names)), "images": len(pairs), "seconds_per_image": seconds / len(pairs)}
+
+
+def _pct(v, spec: str = ".2f") -> str:
+    return "-" if v is None else format(v, spec)
 
 
 def main(argv=None) -> int:
@@ -52,62 +58,74 @@ def main(argv=None) -> int:
     ap.add_argument("--vocab-file", type=Path, help="class names, one a line, in label-index order")
     ap.add_argument("--ignore-label", type=int, default=255)
     ap.add_argument("--reduce-zero-label", action="store_true", help="label 0 is ignored, the others shift down by one")
-    ap.add_argument("--image-ext", default=".jpg")
+    ap.add_argument("--image-ext", default=None, help="image suffix, e.g. .jpg (default: any image sanrt reads)")
     ap.add_argument("--label-ext", default=".png")
     ap.add_argument("--backend", default="auto", help="auto, onnxruntime or openvino (onnxruntime with --compare)")
     ap.add_argument("--precision", default=None)
     ap.add_argument("--compare", help="precisions on the same images, e.g. fp32,int8dyn,fp16 (or backend:precision)")
-    ap.add_argument("--limit", type=int, help="the first N images only")
+    ap.add_argument("--limit", type=int, help="the first N images only (N >= 1)")
     ap.add_argument("--out", type=Path, default=Path("out/eval"))
     args = ap.parse_args(argv)
     from sanrt.runtime import SanrtError, Segmenter, dataset_vocabulary, logs, read_vocabulary_file
     from sanrt.runtime.evaluation import LAYOUTS, DatasetError, pairs
+    from sanrt.runtime.outputs import check_replaceable, save_json, save_markdown
 
     logs.setup()
+    log = logging.getLogger("sanrt")
+    outputs = [args.out / "eval.json", args.out / "eval.md"]
     try:
+        if args.limit is not None and args.limit < 1:
+            raise DatasetError(f"--limit must be 1 or more, not {args.limit}")
         if args.dataset:
             key = args.dataset.lower()
             if key not in LAYOUTS:
                 raise DatasetError(f"unknown dataset {args.dataset!r}; choose one of {', '.join(LAYOUTS)}")
             lay = LAYOUTS[key]
-            found = pairs(args.root / lay.images, args.root / lay.labels, lay.image_ext, lay.label_ext)
+            matched = pairs(args.root / lay.images, args.root / lay.labels, lay.image_ext, lay.label_ext)
             names, ignore = dataset_vocabulary(key), lay.ignore_label
             title = f"{key} ({args.root / lay.labels})"
         else:
             if not (args.labels and args.vocab_file):
                 raise DatasetError("--images needs --labels and --vocab-file")
-            found = pairs(args.images, args.labels, args.image_ext, args.label_ext)
+            matched = pairs(args.images, args.labels, args.image_ext, args.label_ext)
             names, ignore, title = read_vocabulary_file(args.vocab_file), args.ignore_label, str(args.labels)
-        found = found[: args.limit] if args.limit else found
+        if matched.orphans or (matched.unlabelled and not args.dataset):
+            # an official layout's image folder also holds the other splits: only the user's own is news
+            log.warning(f"{matched.unlabelled} images without a label and {matched.orphans} labels without an image "
+                        "are left out")
+        found = matched.pairs[: args.limit] if args.limit else matched.pairs
         runs = [(args.backend, args.precision)] if not args.compare else [
             tuple(c.split(":")) if ":" in c else ("onnxruntime" if args.backend == "auto" else args.backend, c)
             for c in args.compare.split(",")]
+        check_replaceable(outputs, args.out)
+        # every run's graphs and vocabulary before the first image: a bad precision fails now, not after a run
+        segs = [Segmenter(args.engine, backend=b, precision=p) for b, p in runs]
+        vocabs = [s.vocabulary(names) for s in segs]
         results = {}
-        for backend, precision in runs:
-            seg = Segmenter(args.engine, backend=backend, precision=precision)
+        for seg, vocab in zip(segs, vocabs):
             label = f"{seg.backend}:{seg.precision}"
-            results[label] = evaluate(seg, seg.vocabulary(names), found, ignore, args.reduce_zero_label, label)
-        args.out.mkdir(parents=True, exist_ok=True)
+            results[label] = evaluate(seg, vocab, found, ignore, args.reduce_zero_label, label)
+        first = next(iter(results.values()))
+        for label, r in results.items():
+            r["miou_diff"] = r["miou"] - first["miou"] if r["miou"] is not None and first["miou"] is not None else None
+        lines = [f"# mIoU: {title}", "", f"- export {args.engine}; {len(found)} images; detectron2 SemSegEvaluator metrics, %",
+                 "", "| run | mIoU | fwIoU | mACC | pACC | mIoU - first | s / image |", "|---|---|---|---|---|---|---|"]
+        lines += [f"| {k} | {_pct(r['miou'])} | {_pct(r['fwiou'])} | {_pct(r['macc'])} | {_pct(r['pacc'])} | "
+                  f"{_pct(r['miou_diff'], '+.2f')} | {r['seconds_per_image']:.3f} |" for k, r in results.items()]
+        lines += ["", f"## Per class ({next(iter(results))})", "", "| class | IoU | ACC |", "|---|---|---|"]
+        lines += [f"| {n} | {first['iou'][n]:.2f} | {first['acc'][n]:.2f} |" for n in names if n in first["iou"]]
+        save_json({"runs": results}, outputs[0])
+        save_markdown("\n".join(lines) + "\n", outputs[1])
     except SanrtError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    first = next(iter(results.values()))
-    for label, r in results.items():
-        r["miou_diff"] = r["miou"] - first["miou"]
-    lines = [f"# mIoU: {title}", "", f"- export {args.engine}; {len(found)} images; detectron2 SemSegEvaluator metrics, %", "",
-             "| run | mIoU | fwIoU | mACC | pACC | mIoU - first | s / image |", "|---|---|---|---|---|---|---|"]
-    lines += [f"| {k} | {r['miou']:.2f} | {r['fwiou']:.2f} | {r['macc']:.2f} | {r['pacc']:.2f} | {r['miou_diff']:+.2f} | "
-              f"{r['seconds_per_image']:.3f} |" for k, r in results.items()]
-    lines += ["", f"## Per class ({next(iter(results))})", "", "| class | IoU | ACC |", "|---|---|---|"]
-    lines += [f"| {n} | {first['iou'][n]:.2f} | {first['acc'][n]:.2f} |" for n in names if n in first["iou"]]
-    (args.out / "eval.md").write_text("\n".join(lines) + "\n")
-    (args.out / "eval.json").write_text(json.dumps(results, indent=1))
     print("\n".join(lines))
-    summary = {"images": len(found), **{k: round(first[k], 4) for k in ("miou", "pacc", "macc", "fwiou")}}
+    rnd = lambda v: None if v is None else round(v, 4)
+    summary = {"images": len(found), **{k: rnd(first[k]) for k in ("miou", "pacc", "macc", "fwiou")}}
     if len(results) > 1:
-        summary["compare"] = {k: {"miou": round(r["miou"], 4), "miou_diff": round(r["miou_diff"], 4),
+        summary["compare"] = {k: {"miou": rnd(r["miou"]), "miou_diff": rnd(r["miou_diff"]),
                                   "seconds_per_image": round(r["seconds_per_image"], 4)} for k, r in results.items()}
-    print(json.dumps(summary))
+    print(json.dumps(summary))  # null, never NaN: the line stays JSON
     return 0
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .cuda import check, cudart
+from .cuda_api import check, cudart
 from .errors import BackendError, ExportFolderError
 
 ENGINE_META = "engine.json"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -43,18 +44,38 @@ LAYOUTS = {
 }
 
 
-def pairs(images: Path, labels: Path, image_ext: str, label_ext: str) -> list[tuple[Path, Path]]:
+class Matched(NamedTuple):
+    pairs: list  # (image, label) paths, by name
+    unlabelled: int  # images without a label (other splits, for the official layouts)
+    orphans: int  # labels without an image
+
+
+def pairs(images: Path, labels: Path, image_ext: str | None, label_ext: str) -> Matched:
     """(image, label) files matched by name, as detectron2's load_sem_seg does (the label folder
-    defines the split: VOC's JPEGImages holds every split)."""
+    defines the split: VOC's JPEGImages holds every split). image_ext None: any image suffix sanrt
+    reads (.jpg, .png, .webp, ...); two images of one name with different suffixes are refused."""
+    from .images import IMAGE_SUFFIXES
+
     for d, what in ((images, "image"), (labels, "label")):
         if not d.is_dir():
             raise DatasetError(f"{what} folder not found: {d}")
     label_files = {p.name[: -len(label_ext)]: p for p in labels.iterdir() if p.name.endswith(label_ext)}
-    image_files = {p.name[: -len(image_ext)]: p for p in images.iterdir() if p.name.endswith(image_ext)}
+    image_files: dict[str, Path] = {}
+    for p in sorted(images.iterdir()):
+        if image_ext is not None and not p.name.endswith(image_ext):
+            continue
+        if image_ext is None and p.suffix.lower() not in IMAGE_SUFFIXES:
+            continue
+        stem = p.name[: -len(image_ext)] if image_ext else p.stem
+        if stem in image_files:
+            raise DatasetError(f"{image_files[stem].name} and {p.name} in {images} share the name {stem!r}: which one "
+                               "a label belongs to is unclear (pass --image-ext)")
+        image_files[stem] = p
     common = sorted(set(label_files) & set(image_files))
     if not common:
-        raise DatasetError(f"no {image_ext} image in {images} has a {label_ext} label in {labels}")
-    return [(image_files[k], label_files[k]) for k in common]
+        raise DatasetError(f"no {image_ext or 'image'} in {images} has a {label_ext} label in {labels}")
+    return Matched([(image_files[k], label_files[k]) for k in common], len(image_files) - len(common),
+                   len(label_files) - len(common))
 
 
 def read_label(path: Path, ignore_label: int, reduce_zero_label: bool = False) -> np.ndarray:
@@ -81,21 +102,24 @@ class ConfusionMatrix:
         self.k, self.ignore = num_classes, ignore_label
         self.conf = np.zeros((num_classes + 1, num_classes + 1), dtype=np.int64)
 
-    def update(self, pred: np.ndarray, gt: np.ndarray) -> None:
+    def update(self, pred: np.ndarray, gt: np.ndarray, what: str = "label") -> None:
+        """`what` names the label file in errors."""
         pred, gt = np.asarray(pred, np.int64), np.asarray(gt, np.int64)
         if pred.shape != gt.shape:
-            raise DatasetError(f"prediction {pred.shape} and label {gt.shape} differ in size")
-        gt = np.where(gt == self.ignore, self.k, gt)
-        bad = (gt < 0) | (gt > self.k)
+            raise DatasetError(f"{what}: prediction {pred.shape[::-1]} and label {gt.shape[::-1]} (width x height) "
+                               "differ in size")
+        bad = ((gt < 0) | (gt >= self.k)) & (gt != self.ignore)  # K itself is a class index too far, not "ignore"
         if bad.any():
-            raise DatasetError(f"label values {sorted(set(np.unique(gt[bad]).tolist()))[:5]} are outside 0..{self.k - 1} "
+            raise DatasetError(f"{what}: label values {np.unique(gt[bad]).tolist()[:5]} are outside 0..{self.k - 1} "
                                f"and not the ignore label {self.ignore}")
+        gt = np.where(gt == self.ignore, self.k, gt)
         pred = np.where(gt == self.k, self.k, pred)  # ignored pixels count nowhere
         self.conf += np.bincount(((self.k + 1) * pred + gt).ravel(), minlength=(self.k + 1) ** 2).reshape(self.conf.shape)
 
     def metrics(self, names: list[str] | None = None) -> dict:
         """{"miou", "fwiou", "macc", "pacc", "iou": {name: x}, "acc": {name: x}} in percent; classes
-        absent from the ground truth have no IoU or accuracy (left out, never NaN in a mean)."""
+        absent from the ground truth have no IoU or accuracy (left out, never NaN in a mean). With no
+        labelled pixel at all the totals are None (JSON null), not NaN."""
         k = self.k
         tp = self.conf.diagonal()[:-1].astype(np.float64)
         pos_gt = self.conf[:-1, :-1].sum(axis=0).astype(np.float64)
@@ -107,10 +131,11 @@ class ConfusionMatrix:
         iou = np.where(iou_valid, tp / np.maximum(union, 1), np.nan)
         weights = pos_gt / max(pos_gt.sum(), 1)
         names = names or [str(i) for i in range(k)]
-        return {"miou": 100 * float(iou[iou_valid].mean()) if iou_valid.any() else float("nan"),
-                "fwiou": 100 * float((iou[iou_valid] * weights[iou_valid]).sum()),
-                "macc": 100 * float(acc[valid].mean()) if valid.any() else float("nan"),
-                "pacc": 100 * float(tp.sum() / max(pos_gt.sum(), 1)),
+        labelled = bool(valid.any())
+        return {"miou": 100 * float(iou[iou_valid].mean()) if iou_valid.any() else None,
+                "fwiou": 100 * float((iou[iou_valid] * weights[iou_valid]).sum()) if labelled else None,
+                "macc": 100 * float(acc[valid].mean()) if labelled else None,
+                "pacc": 100 * float(tp.sum() / pos_gt.sum()) if labelled else None,
                 "iou": {names[i]: 100 * float(iou[i]) for i in range(k) if iou_valid[i]},
                 "acc": {names[i]: 100 * float(acc[i]) for i in range(k) if valid[i]},
                 "classes_in_gt": int(valid.sum())}

@@ -49,9 +49,37 @@ def written_by_sanrt(path: Path) -> bool:
         if path.suffix == ".json":
             data = json.loads(path.read_text(encoding="utf-8"))
             return isinstance(data, dict) and data.get("written_by") == "sanrt"
+        if path.suffix == ".md":
+            with open(path, encoding="utf-8") as f:
+                return f.readline().startswith(MD_MARK)
     except (OSError, ValueError, SyntaxError):
         pass
     return False
+
+
+MD_MARK = "<!-- written by sanrt"  # the first line of a report sanrt writes
+
+
+def save_markdown(text: str, path: Path) -> None:
+    write_atomic(path, lambda f: Path(f).write_text(f"{MD_MARK} ({MARK}) -->\n{text}", encoding="utf-8"))
+
+
+def check_replaceable(paths, out_dir: Path) -> None:
+    """OutputError before any work when `out_dir` cannot be made or written, or one of `paths` exists
+    without sanrt's mark (a user's file is never replaced)."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OutputError(f"--out {out_dir} is a file, not a folder")
+    for p in paths:
+        if p.is_dir() or (p.exists() and not written_by_sanrt(p)):
+            raise OutputError(f"{p} exists and was not written by sanrt; it is left alone: choose another --out or move it")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".sanrt-probe.", dir=out_dir)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise OutputError(f"cannot write to {out_dir}: {e.strerror or e}") from None
 
 
 def _png_info() -> PngImagePlugin.PngInfo:
@@ -90,20 +118,11 @@ class SegmentationWriter:
         if self.out.exists() and not self.out.is_dir():
             raise OutputError(f"--out {self.out} is a file, not a folder")
         inputs = {Path(p).resolve() for p in inputs}
-        for stem in stems:
-            for p in self.names(stem):
-                if p.resolve() in inputs:
-                    raise OutputError(f"{p} is one of the input images; choose another --out")
-                if p.is_dir() or (p.exists() and not written_by_sanrt(p)):
-                    raise OutputError(f"{p} exists and was not written by sanrt; it is left alone: "
-                                      "choose another --out or move it")
-        try:
-            self.out.mkdir(parents=True, exist_ok=True)
-            fd, probe = tempfile.mkstemp(prefix=".sanrt-probe.", dir=self.out)
-            os.close(fd)
-            os.unlink(probe)
-        except OSError as e:
-            raise OutputError(f"cannot write to {self.out}: {e.strerror or e}") from None
+        planned = [p for stem in stems for p in self.names(stem)]
+        for p in planned:
+            if p.resolve() in inputs:
+                raise OutputError(f"{p} is one of the input images; choose another --out")
+        check_replaceable(planned, self.out)
 
     def write(self, stem: str, image: np.ndarray, seg, report: dict | None = None) -> list[Path]:
         """Write one image's files; `report` adds fields to its JSON (source path, timings, ...)."""

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .cuda import check, cudart
+from .cuda_api import check, cudart
 from .engines import import_tensorrt
 from .errors import BackendError, RangeError
 from .runner import Runner

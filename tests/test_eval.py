@@ -38,6 +38,17 @@ def test_bad_labels_are_refused():
         cm.update(np.zeros((2, 2), int), np.array([[0, 7], [1, 255]]))
     with pytest.raises(DatasetError, match="differ in size"):
         cm.update(np.zeros((2, 2), int), np.zeros((2, 3), int))
+    with pytest.raises(DatasetError, match=r"^x/0001.png: label values \[3\] are outside 0..2"):
+        cm.update(np.zeros((1, 2), int), np.array([[3, 255]]), "x/0001.png")  # K is not the ignore label
+    with pytest.raises(DatasetError, match=r"label values \[-1\]"):
+        cm.update(np.zeros((1, 2), int), np.array([[-1, 0]]))
+
+
+def test_a_set_without_labelled_pixels_gives_null_not_nan():
+    cm = ConfusionMatrix(3, 255)
+    cm.update(np.zeros((2, 2), int), np.full((2, 2), 255))
+    m = cm.metrics()
+    assert m["miou"] is None and m["pacc"] is None and json.loads(json.dumps(m))["macc"] is None
 
 
 def test_reduce_zero_label(tmp_path):
@@ -56,8 +67,9 @@ def test_official_layouts_pair_images_with_labels(tmp_path, name):
         arr = np.full((6, 8), lay.ignore_label, np.uint16 if lay.ignore_label > 255 else np.uint8)
         Image.fromarray(arr).save(tmp_path / lay.labels / f"{stem}{lay.label_ext}")
     found = pairs(tmp_path / lay.images, tmp_path / lay.labels, lay.image_ext, lay.label_ext)
-    assert [(i.stem, l.stem) for i, l in found] == [("a", "a"), ("c", "c")]
-    assert (read_label(found[0][1], lay.ignore_label) == lay.ignore_label).all()  # 16-bit TIFF ignore: 65535
+    assert [(i.stem, l.stem) for i, l in found.pairs] == [("a", "a"), ("c", "c")]
+    assert (found.unlabelled, found.orphans) == (1, 1)  # b has no label, z no image
+    assert (read_label(found.pairs[0][1], lay.ignore_label) == lay.ignore_label).all()  # 16-bit TIFF ignore: 65535
 
 
 def _eval_miou():
@@ -137,3 +149,58 @@ def test_eval_errors_are_one_line(tiny_export, tmp_path, capsys):
     assert _eval_miou().main(["--engine", str(tiny_export), "--dataset", "ade150", "--root", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: image folder not found")
+
+
+def _tiny_set(root, n=2, ext=".png"):
+    (root / "img").mkdir(parents=True)
+    (root / "lab").mkdir()
+    for i in range(n):
+        Image.fromarray(np.full((40, 60, 3), 60 * i, np.uint8)).save(root / "img" / f"{i}{ext}")
+        Image.fromarray(np.zeros((40, 60), np.uint8)).save(root / "lab" / f"{i}.png")
+    (root / "classes.txt").write_text("cat\ndog\n")
+    return ["--images", str(root / "img"), "--labels", str(root / "lab"), "--vocab-file", str(root / "classes.txt")]
+
+
+@pytest.mark.parametrize("case", ["limit0", "limit-1", "user_eval_json", "user_eval_md", "out_file", "bad_precision",
+                                  "value_k"])
+def test_eval_refuses_before_any_work(tiny_export, tmp_path, capsys, case):
+    """One error line, exit 2, nothing written, found before the first image."""
+    argv = ["--engine", str(tiny_export), *_tiny_set(tmp_path), "--backend", "onnxruntime", "--out", str(tmp_path / "out")]
+    (tmp_path / "out").mkdir()
+    expect = {"limit0": "--limit must be 1 or more", "limit-1": "--limit must be 1 or more",
+              "user_eval_json": "eval.json exists and was not written by sanrt",
+              "user_eval_md": "eval.md exists and was not written by sanrt", "out_file": "is a file, not a folder",
+              "bad_precision": "has no int8 image graph", "value_k": "label values [2] are outside 0..1"}[case]
+    if case.startswith("limit"):
+        argv += ["--limit", case.removeprefix("limit")]
+    elif case.startswith("user_"):
+        (tmp_path / "out" / case.removeprefix("user_").replace("_", ".")).write_text("the user's own")
+    elif case == "out_file":
+        (tmp_path / "f").write_text("x")
+        argv[-1] = str(tmp_path / "f")
+    elif case == "bad_precision":
+        argv += ["--compare", "fp32,int8"]
+    elif case == "value_k":
+        Image.fromarray(np.full((40, 60), 2, np.uint8)).save(tmp_path / "lab" / "1.png")
+    before = sorted((p, p.read_bytes()) for p in (tmp_path / "out").rglob("*") if p.is_file())
+    capsys.readouterr()
+    assert _eval_miou().main(argv) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith(("error:", "warning:"))]
+    assert len(err) == 1 and err[0].startswith("error:") and expect in err[0], err
+    if case == "value_k":
+        assert "1.png" in err[0]  # the file is named
+    else:
+        assert sorted((p, p.read_bytes()) for p in (tmp_path / "out").rglob("*") if p.is_file()) == before
+
+
+def test_eval_finds_any_image_suffix_and_says_what_it_left_out(tiny_export, tmp_path, capsys):
+    argv = ["--engine", str(tiny_export), *_tiny_set(tmp_path, ext=".webp"), "--backend", "onnxruntime",
+            "--out", str(tmp_path / "out")]
+    Image.new("RGB", (8, 8)).save(tmp_path / "img" / "no_label.jpg")
+    capsys.readouterr()
+    assert _eval_miou().main(argv) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out.strip().splitlines()[-1])["images"] == 2
+    assert "warning: 1 images without a label and 0 labels without an image are left out" in captured.err
+    # a rerun refreshes sanrt's own reports
+    assert _eval_miou().main(argv) == 0

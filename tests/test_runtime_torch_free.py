@@ -1,4 +1,5 @@
 """The runtime never imports torch or open_clip: it runs end to end with both blocked."""
+import json
 import subprocess
 import sys
 
@@ -70,3 +71,57 @@ def test_shared_template_words_run_once_with_the_same_class_weights(tiny_export,
         full = s.text_graph.infer({"token_ids": s.tokenizer([t.format(n) for t in s.manifest["templates"] for n in names],
                                                               77)})["text_features"].reshape(fast.shape)
         np.testing.assert_allclose(fast, full, rtol=0, atol=2e-6)
+
+
+BLOCKED = """
+import runpy, sys
+sys.modules["torch"] = None  # import torch raises ImportError, as where it is not installed
+sys.modules["open_clip"] = None
+script, sys.argv = sys.argv[1], sys.argv[1:]
+sys.path.insert(0, __import__("os").path.dirname(script))  # as `python script.py` does
+runpy.run_path(script, run_name="__main__")
+"""
+
+
+def _blocked(script, *args):
+    from conftest import ROOT
+
+    p = subprocess.run([sys.executable, "-c", BLOCKED, str(ROOT / script), *map(str, args)],
+                       capture_output=True, text=True, timeout=300)
+    return p.returncode, p.stdout, p.stderr
+
+
+def test_every_runtime_module_and_the_tools_without_torch_import_with_torch_blocked():
+    code = """
+import importlib, pkgutil, sys
+sys.modules["torch"] = None
+sys.modules["open_clip"] = None
+import sanrt.runtime
+names = ["sanrt.runtime." + m.name for m in pkgutil.iter_modules(sanrt.runtime.__path__)]
+names += ["sanrt.export." + m for m in ("quantize", "build_engine", "to_triton", "tensorrt_build", "fp16")]
+for name in names:
+    importlib.import_module(name)
+from sanrt.export import add_variant
+print(len(names))
+"""
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert int(p.stdout) > 20
+
+
+def test_quantize_build_engine_and_to_triton_run_with_torch_blocked(tiny_export, tmp_path):
+    import shutil
+
+    folder = tmp_path / "export"
+    shutil.copytree(tiny_export, folder)
+    code, _, err = _blocked("export/quantize.py", "--engine", folder, "--method", "dynamic", "--calibration-images", "1")
+    assert code == 0, err
+    assert "int8dyn" in json.loads((folder / "manifest.json").read_text())["graphs"]["image"]["variants"]
+    code, _, err = _blocked("export/to_triton.py", "--engine", folder, "--out", tmp_path / "repo")
+    assert code == 0, err
+    assert (tmp_path / "repo" / "san" / "config.pbtxt").is_file()
+    code, _, err = _blocked("export/build_engine.py", "--engine", folder)
+    try:
+        import tensorrt  # noqa: F401
+    except (ImportError, OSError):  # the true reason, in one line, not a missing torch
+        assert code == 2 and err.startswith("error: TensorRT is not installed") and "torch" not in err, err

@@ -93,7 +93,7 @@ def test_build_without_tensorrt_is_one_line(tiny_export):
 def _no_gpu_here():
     """cuda-python's runtime where it imports and finds no GPU (this project's CI), else skip."""
     pytest.importorskip("cuda.bindings")
-    from sanrt.runtime.cuda import cudart
+    from sanrt.runtime.cuda_api import cudart
 
     if int(cudart().cudaGetDeviceCount()[0]) == 0:
         pytest.skip("a CUDA GPU is present")
@@ -101,7 +101,7 @@ def _no_gpu_here():
 
 def test_cuda_errors_without_a_gpu_are_one_line():
     _no_gpu_here()
-    from sanrt.runtime.cuda import check, cudart
+    from sanrt.runtime.cuda_api import check, cudart
     from sanrt.runtime.engines import gpu_identity
 
     with pytest.raises(BackendError, match=r"^CUDA stream creation failed: \S.*") as e:

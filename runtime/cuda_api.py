@@ -1,4 +1,7 @@
-"""The CUDA runtime through cuda-python (NVIDIA's bindings; no torch): import and error checks."""
+"""The CUDA runtime through cuda-python (NVIDIA's bindings; no torch): import and error checks.
+
+Not named cuda.py: `python runtime/infer.py` puts runtime/ first on sys.path, where that name would
+shadow cuda-python's own `cuda` package (tests/test_layout.py)."""
 from __future__ import annotations
 
 from .errors import BackendError
