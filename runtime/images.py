@@ -6,6 +6,8 @@ Grayscale, RGBA, palette and 16-bit images are converted (alpha dropped as detec
 from __future__ import annotations
 
 import glob
+import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -14,9 +16,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from .errors import ImageError
 
 # Larger images are refused from the header, before decoding: a 120-megapixel RGB photo is 360 MB
-# decoded, and PIL's own guard (DecompressionBombError) would otherwise surface as a traceback.
+# decoded. PIL's own guard (Image.MAX_IMAGE_PIXELS, the caller's to set) is left as it is: its error
+# becomes an ImageError here, and its warning below twice its limit is not shown.
 MAX_PIXELS = 120_000_000
-Image.MAX_IMAGE_PIXELS = None  # sanrt's limit above applies instead, with its own message
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm"}
 
@@ -66,11 +68,18 @@ def _decode(source, what) -> np.ndarray:
     """A path or file object -> RGB uint8, decoded whole: the pixel limit from the header first, EXIF
     orientation applied; anything unreadable is an ImageError naming `what`."""
     try:
-        with Image.open(source) as img:
-            _check_pixels(what, img)
-            img = ImageOps.exif_transpose(img)
-            img.load()
-            return _pil_to_array(img)
+        with warnings.catch_warnings():  # only for this decode: sanrt's own limit says what matters
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(source) as img:
+                _check_pixels(what, img)
+                img = ImageOps.exif_transpose(img)
+                img.load()
+                return _pil_to_array(img)
+    except Image.DecompressionBombError as e:  # past PIL's guard: twice Image.MAX_IMAGE_PIXELS
+        found = re.search(r"\((\d+) pixels\)", str(e))
+        size = f"{int(found.group(1)) / 1e6:.0f} megapixels" if found else "too large"
+        limit = min(MAX_PIXELS, 2 * (Image.MAX_IMAGE_PIXELS or MAX_PIXELS))
+        raise ImageError(f"{what} is {size}, over the limit of {limit / 1e6:.0f}; downscale it first") from None
     except UnidentifiedImageError:
         raise ImageError(f"{what} is not an image file PIL can read") from None
     except (OSError, SyntaxError, ValueError) as e:  # truncated or corrupt data

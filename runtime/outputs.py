@@ -26,15 +26,28 @@ except PackageNotFoundError:  # run from a source tree that was never installed
     MARK = "sanrt"
 
 
+def _umask() -> int:
+    """The process's umask, read without changing it (os.umask sets it: a race with other threads)."""
+    try:
+        with open("/proc/self/status") as f:
+            return int(next(line.split()[1] for line in f if line.startswith("Umask:")), 8)
+    except (OSError, StopIteration, ValueError):
+        mask = os.umask(0o022)
+        os.umask(mask)
+        return mask
+
+
 def write_atomic(path: Path, write) -> None:
     """Call write(tmp_path) on a temporary file beside `path`, then rename it over `path`: readers and
-    a killed run only ever see the old file or the whole new one. Safe from several threads."""
+    a killed run only ever see the old file or the whole new one. Safe from several threads. The
+    file gets the mode a plain open() would give it (0666 less the umask), not mkstemp's 0600."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

@@ -91,6 +91,22 @@ class Segmentation:
                 for i in np.argsort(-counts, kind="stable") if counts[i]]
 
 
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def _check_options(backend, precision, device, threads) -> None:
+    """BackendError for arguments of the wrong kind, before anything loads (a typo such as
+    device="CUDA" must not run on the CPU unsaid, nor threads="2" reach ONNX Runtime's bindings)."""
+    if not isinstance(backend, str):
+        raise BackendError(f"backend must be a name such as 'onnxruntime', not {type(backend).__name__}")
+    if precision is not None and not isinstance(precision, str):
+        raise BackendError(f"precision must be a name such as 'fp32', not {type(precision).__name__}")
+    if not isinstance(device, str) or device not in DEVICES:
+        raise BackendError(f"device must be one of {', '.join(DEVICES)}, not {device!r}")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise BackendError(f"threads must be a whole number of 1 or more (None: the backend's default), not {threads!r}")
+
+
 class Segmenter:
     def __init__(self, export_dir, backend: str = "auto", precision: str | None = None, *, device: str = "auto",
                  threads: int | None = None, cache_dir: Path | None = None, verify: bool = True,
@@ -103,6 +119,7 @@ class Segmenter:
         and head stay FP32. `cache_dir`: class-weight cache (default ~/.cache/sanrt/vocab or
         $SANRT_CACHE/vocab). `cuda_graph` replays the image engine as a CUDA graph (TensorRT only).
         `backend_options` go to every runner (e.g. {"shrink_arena": False} for ONNX Runtime)."""
+        _check_options(backend, precision, device, threads)
         export_dir, engines = resolve(export_dir)  # an engine folder or .engine file leads to its export
         self.manifest = Manifest.load(export_dir, verify=verify)
         m = self.manifest
@@ -303,6 +320,8 @@ class Segmenter:
     def input_size(self, h: int, w: int) -> tuple[int, int]:
         """Padded model-input size of an original (h, w) image; RangeError outside the export."""
         inp, r = self.manifest["input"], self.manifest["ranges"]
+        if h < 1 or w < 1:
+            raise ImageError(f"a {w}x{h} image has no pixels")
         ph, pw = padded_size(*resized_shape(h, w, inp["min_size"], inp["max_size"]), r["multiple"])
         if not (r["height"][0] <= ph <= r["height"][1] and r["width"][0] <= pw <= r["width"][1]):
             raise RangeError(f"a {w}x{h} image needs a {pw}x{ph} input, outside the export's range "
@@ -329,14 +348,29 @@ class Segmenter:
         return EncodedBatch(batch.shape[-2:], [c.shape[1:] for c in chws], [im.shape[:2] for im in images],
                             out["mask_logits"], out["mask_emb"], {"preprocess_s": t1 - t0, "image_graph_s": t2 - t1})
 
-    def classify(self, encoded: EncodedBatch, vocab: Vocabulary, return_scores: bool = False) -> list[Segmentation]:
-        """Image-graph outputs + a vocabulary -> one Segmentation per image. One encoded batch may be
-        classified with several vocabularies."""
+    def _check_vocab(self, vocab, what: str) -> None:
+        """A Vocabulary this export made, whole: a hand-made or dataclasses.replace'd one with names and
+        weights that do not match would index past its names or feed the head a wrong shape."""
         if not isinstance(vocab, Vocabulary):
-            raise VocabularyError("classify() takes a Vocabulary: make one with Segmenter.vocabulary(names)")
+            raise VocabularyError(f"{what}() takes a Vocabulary: make one with Segmenter.vocabulary(names)")
         if vocab.source != self.source:
             raise VocabularyError("this vocabulary was made by another export's text graph; make it with this "
                                   "Segmenter's vocabulary()")
+        w, d = vocab.class_weights, self.bg_embed.shape[-1]
+        if not (isinstance(vocab.names, tuple) and vocab.names and all(isinstance(n, str) for n in vocab.names)
+                and isinstance(w, np.ndarray) and w.dtype == np.float32 and w.shape == (len(vocab.names) + 1, d)
+                and np.isfinite(w).all()):
+            raise VocabularyError(f"this Vocabulary's names and class weights do not belong together (weights "
+                                  f"{getattr(w, 'dtype', '?')} {getattr(w, 'shape', '?')} for {len(vocab.names)} names; "
+                                  f"float32 [K+1, {d}] expected): make it with Segmenter.vocabulary(names)")
+        lo, hi = self.manifest["ranges"]["classes"]
+        if not lo <= len(vocab.names) <= hi:
+            raise RangeError(f"{len(vocab.names)} classes is outside the export's range {lo}..{hi}")
+
+    def classify(self, encoded: EncodedBatch, vocab: Vocabulary, return_scores: bool = False) -> list[Segmentation]:
+        """Image-graph outputs + a vocabulary -> one Segmentation per image. One encoded batch may be
+        classified with several vocabularies."""
+        self._check_vocab(vocab, "classify")
         t0 = time.perf_counter()
         logits = self.head_graph.infer({"mask_emb": encoded.mask_emb, "class_weights": vocab.class_weights})["class_logits"]
         head_s = time.perf_counter() - t0
@@ -356,8 +390,9 @@ class Segmenter:
         """Original RGB uint8 images -> one Segmentation each, in order. Images are batched with those
         of the same padded size only (within the export's batch range), so each answer equals that
         image segmented alone."""
-        if not isinstance(vocab, Vocabulary):
-            raise VocabularyError("segment() takes a Vocabulary: make one with Segmenter.vocabulary(names)")
+        self._check_vocab(vocab, "segment")
+        if isinstance(images, np.ndarray) or not isinstance(images, (list, tuple)):
+            raise ImageError("segment() takes a list of images: pass [image] for one")
         groups: dict[tuple, list[int]] = {}
         for i, im in enumerate(images):
             if not isinstance(im, np.ndarray) or im.dtype != np.uint8 or im.ndim != 3 or im.shape[2] != 3:

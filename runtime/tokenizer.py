@@ -23,6 +23,7 @@ import regex
 DEFAULT_BPE = Path(__file__).with_name("data") / "bpe_simple_vocab_16e6.txt.gz"
 SOT, EOT = "<start_of_text>", "<end_of_text>"
 _NUM_MERGES = 49152 - 256 - 2  # CLIP uses the first 48894 merges of the file
+CACHE_CHARS = 4_000_000  # characters of BPE results kept, then the cache starts over: tens of MB at most
 
 
 @lru_cache()
@@ -51,7 +52,7 @@ class Tokenizer:
         self.ids = {tok: i for i, tok in enumerate(vocab)}
         self.ranks = {m: i for i, m in enumerate(merges)}
         self.sot, self.eot = self.ids[SOT], self.ids[EOT]
-        self._cache = {}
+        self._cache, self._cache_chars = {}, 0
         words = r"'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"
         self._split = regex.compile(rf"{SOT}|{EOT}|{words}", regex.IGNORECASE)
         self._split_text = regex.compile(words, regex.IGNORECASE)
@@ -81,13 +82,22 @@ class Tokenizer:
                     i += 1
             parts = merged
         out = " ".join(parts)
+        self._cache_chars += 2 * len(word) + 100  # the word, its tokens, the dict entry
+        if self._cache_chars > CACHE_CHARS:  # a long-running server sees unbounded distinct words
+            self._cache.clear()
+            self._cache_chars = 0
         self._cache[word] = out
         return out
 
-    def encode(self, text: str, specials: bool = True) -> list[int]:
+    def encode(self, text: str, specials: bool = True, limit: int | None = None) -> list[int]:
+        """Token ids of `text`; with `limit`, ids past the first `limit` are not computed (each word gives
+        at least one token, so the words after are cut by the context anyway: the same ids)."""
         symbols = byte_symbols()
         ids = []
-        for piece in (self._split if specials else self._split_text).findall(self.clean(text)):
+        for piece in (self._split if specials else self._split_text).finditer(self.clean(text)):
+            if limit is not None and len(ids) >= limit:
+                break
+            piece = piece.group()
             if specials and piece in (SOT, EOT):
                 ids.append(self.ids[piece])
                 continue
@@ -100,7 +110,7 @@ class Tokenizer:
             texts = [texts]
         out = np.zeros((len(texts), context_length), dtype=np.int32)
         for row, text in enumerate(texts):
-            ids = [self.sot, *self.encode(text, specials), self.eot]
+            ids = [self.sot, *self.encode(text, specials, limit=context_length), self.eot]
             if len(ids) > context_length:
                 ids = ids[:context_length]
                 ids[-1] = self.eot

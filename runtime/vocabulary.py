@@ -25,6 +25,9 @@ import unicodedata
 from .errors import VocabularyError
 
 CONTEXT_LENGTH = 77  # CLIP's text context: tokens past it are cut
+# Longer names are refused: CLIP keeps at most 75 of a name's tokens (a few hundred characters), and
+# BPE time grows with the square of a word's length (a 20,000-letter word: 34 s)
+MAX_NAME_CHARS = 1000
 
 
 def _visible(name: str) -> bool:
@@ -59,6 +62,10 @@ def check_vocabulary(names, templates=VILD_TEMPLATES, context_length: int = CONT
     if wrong:
         raise VocabularyError(f"class names must be text; position {wrong[0]} is {type(names[wrong[0]]).__name__}")
     names = [n.strip().strip("\ufeff").strip() for n in names]
+    long = [i for i, n in enumerate(names) if len(n) > MAX_NAME_CHARS]
+    if long:
+        raise VocabularyError(f"class names at positions {long[:5]} are over {MAX_NAME_CHARS} characters (CLIP reads "
+                              f"at most {context_length - 2} tokens of a text): shorten them")
     tok = tokenizer or default_tokenizer()
     blank = [i for i, n in enumerate(names) if not n or not _visible(n) or not tok.encode(n, specials=False)]
     if blank:

@@ -95,3 +95,27 @@ def test_label_png_depth_at_the_boundary(tmp_path, top, mode):
     with Image.open(tmp_path / "l.png") as im:
         assert im.mode == mode
         np.testing.assert_array_equal(np.asarray(im).astype(np.int32), labels)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_atomic_writes_take_the_users_umask(tmp_path, umask):
+    old = os.umask(umask)
+    try:
+        write_atomic(tmp_path / "f.json", lambda f: f.write_text("{}"))
+        with open(tmp_path / "plain", "w"):
+            pass
+    finally:
+        os.umask(old)
+    assert (tmp_path / "f.json").stat().st_mode & 0o777 == (tmp_path / "plain").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_importing_the_runtime_leaves_pillow_and_warnings_alone():
+    import subprocess
+    import sys
+
+    code = ("import numpy, onnxruntime, ftfy, regex, tqdm, warnings; from PIL import Image, PngImagePlugin; "  # theirs first
+            "before = (Image.MAX_IMAGE_PIXELS, list(warnings.filters)); "
+            "import sanrt.runtime, sanrt.runtime.images, sanrt.runtime.segmenter; "
+            "assert (Image.MAX_IMAGE_PIXELS, list(warnings.filters)) == before, 'changed'")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
