@@ -54,14 +54,29 @@ def run(args) -> int:
     else:
         names = dataset_vocabulary(args.dataset)
     paths = expand_image_args(args.image)
-    writer = SegmentationWriter(args.out, overlay=not args.no_overlay)
     seg = Segmenter(args.engine, backend=args.backend, precision=args.precision, device=args.device,
                     threads=args.threads, cuda_graph=args.cuda_graph)
+    seg.check_class_count(len(names))
     # Every input is checked whole before anything is written: each image decoded once here (a file
     # cut short fails now, not after earlier outputs exist), then every output name.
     for p in tqdm(paths, desc="checking", unit="img", disable=len(paths) < 20, file=sys.stderr, leave=False):
         seg.input_size(*load_image(p).shape[:2])
-    writer.plan([p.stem for p in paths], inputs=paths)
+    made_out = not args.out.exists()
+    with SegmentationWriter(args.out, overlay=not args.no_overlay) as writer:
+        writer.plan([p.stem for p in paths], inputs=paths)
+        try:
+            return _segment(args, seg, names, paths, writer)
+        except BaseException:
+            if made_out and args.out.is_dir() and not any(args.out.iterdir()):
+                args.out.rmdir()  # a run that wrote nothing leaves no new folder behind
+            raise
+
+
+def _segment(args, seg, names, paths, writer) -> int:
+    from tqdm import tqdm
+
+    from sanrt.runtime import load_image
+
     vocab = seg.vocabulary(names, use_cache=not args.no_cache)
     if seg.choice:
         print(f"backend auto: {seg.choice}", file=sys.stderr)

@@ -117,6 +117,32 @@ class SegmentationWriter:
     def __init__(self, out_dir: str | Path, overlay: bool = True):
         self.out = Path(out_dir)
         self.overlay = overlay
+        self._lock = None  # the output folder's lock, held from plan() until close()
+        self._planned: set[str] = set()
+
+    def close(self) -> None:
+        if self._lock is not None:
+            os.close(self._lock)  # closing the descriptor releases the flock
+            self._lock = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _take_folder(self) -> None:
+        """One writer per output folder at a time (across processes): a second run into the same --out
+        would interleave its files with this one's. An flock on the folder itself leaves no file."""
+        import fcntl
+
+        fd = os.open(self.out, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise OutputError(f"another sanrt run is writing into {self.out}; wait for it or choose another --out") from None
+        self._lock = fd
 
     def names(self, stem: str) -> list[Path]:
         files = [f"{stem}_labels.png", *([f"{stem}_overlay.png"] if self.overlay else []), f"{stem}.json"]
@@ -125,6 +151,9 @@ class SegmentationWriter:
     def plan(self, stems: list[str], inputs=()) -> None:
         """OutputError before anything is written: stems that collide, an output folder that cannot be
         made or written, an output name that exists without sanrt's mark or is one of `inputs`."""
+        bad = [s for s in stems if not isinstance(s, str) or s != Path(s).name or s in ("", ".", "..")]
+        if bad:
+            raise OutputError(f"{bad[0]!r} is not a plain file name: outputs stay inside {self.out}")
         if len(set(stems)) != len(stems):
             dup = sorted({s for s in stems if stems.count(s) > 1})
             raise OutputError(f"several images share the name {dup[0]!r}; their outputs would overwrite each other")
@@ -132,15 +161,31 @@ class SegmentationWriter:
             raise OutputError(f"--out {self.out} is a file, not a folder")
         inputs = {Path(p).resolve() for p in inputs}
         planned = [p for stem in stems for p in self.names(stem)]
+        try:
+            name_max = os.pathconf(self.out if self.out.is_dir() else self.out.parent if self.out.parent.is_dir() else ".",
+                                   "PC_NAME_MAX")
+        except (OSError, ValueError):
+            name_max = 255
         for p in planned:
             if p.resolve() in inputs:
                 raise OutputError(f"{p} is one of the input images; choose another --out")
+            # a temporary file beside it is named ".<name>.<random>.tmp": that must fit too
+            if len(os.fsencode(p.name)) + 16 > name_max:
+                raise OutputError(f"the output name {p.name[:40]}... is too long for the file system ({name_max} bytes); "
+                                  "rename the image")
         check_replaceable(planned, self.out)
+        if self._lock is None:
+            self._take_folder()
+        self._planned.update(stems)
 
     def write(self, stem: str, image: np.ndarray, seg, report: dict | None = None) -> list[Path]:
-        """Write one image's files; `report` adds fields to its JSON (source path, timings, ...)."""
+        """Write one image's files (after plan(), which checked their names); `report` adds fields to
+        its JSON (source path, timings, ...)."""
         from .visualize import label_png, overlay
 
+        if stem not in self._planned:
+            raise OutputError(f"SegmentationWriter.write({stem!r}) before plan() named it: plan the names first, so "
+                              "that no file sanrt did not write is replaced")
         paths = self.names(stem)
         try:
             save_png(label_png(seg.labels), paths[0])

@@ -188,6 +188,12 @@ class Segmenter:
         self.source = hashlib.sha256(json.dumps(ids, sort_keys=True).encode()).hexdigest()[:16]
 
     # ---- vocabulary -------------------------------------------------------------------------------
+    def check_class_count(self, k: int) -> None:
+        """RangeError when the export takes no vocabulary of k classes."""
+        lo, hi = self.manifest["ranges"]["classes"]
+        if not lo <= k <= hi:
+            raise RangeError(f"{k} classes is outside the export's range {lo}..{hi}")
+
     def cache_key(self, names: list[str]) -> str:
         """The vocabulary cache's key: text graph sha256, what ran it, classifier data, templates, names."""
         m = self.manifest
@@ -302,9 +308,7 @@ class Segmenter:
         this text graph and backend, else from the cached features of the names it knows and one
         text-graph run for the others (then cached)."""
         names = check_vocabulary(names, self.manifest["templates"], self.manifest["ranges"]["tokens"], self.tokenizer)
-        lo, hi = self.manifest["ranges"]["classes"]
-        if not lo <= len(names) <= hi:
-            raise RangeError(f"{len(names)} classes is outside the export's range {lo}..{hi}")
+        self.check_class_count(len(names))
         t = time.perf_counter()
         path = self.cache_dir / f"{self.cache_key(names)}.npy"
         weights = self._read_cached(path, (len(names) + 1, self.bg_embed.shape[-1])) if use_cache else None
@@ -363,9 +367,7 @@ class Segmenter:
             raise VocabularyError(f"this Vocabulary's names and class weights do not belong together (weights "
                                   f"{getattr(w, 'dtype', '?')} {getattr(w, 'shape', '?')} for {len(vocab.names)} names; "
                                   f"float32 [K+1, {d}] expected): make it with Segmenter.vocabulary(names)")
-        lo, hi = self.manifest["ranges"]["classes"]
-        if not lo <= len(vocab.names) <= hi:
-            raise RangeError(f"{len(vocab.names)} classes is outside the export's range {lo}..{hi}")
+        self.check_class_count(len(vocab.names))
 
     def classify(self, encoded: EncodedBatch, vocab: Vocabulary, return_scores: bool = False) -> list[Segmentation]:
         """Image-graph outputs + a vocabulary -> one Segmentation per image. One encoded batch may be

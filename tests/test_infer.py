@@ -84,3 +84,26 @@ def test_scripts_use_the_suites_private_cache(tiny_export, photos, tmp_path, pri
                           "--out", tmp_path, "--backend", "onnxruntime")
     assert code == 0, err
     assert len(set(private_vocabulary_cache.rglob("*.npy")) - before) == 3  # the vocabulary and each name
+
+
+def test_a_run_that_fails_leaves_no_new_out_folder(tiny_export, photos, tmp_path):
+    code, _, err = _infer("--engine", tiny_export, "--image", photos, "--vocab", ",".join(f"class {i}" for i in range(2000)),
+                          "--out", tmp_path / "new")
+    assert code == 2 and "outside the export's range" in err and not (tmp_path / "new").exists()
+
+
+def test_two_runs_into_one_out_folder_do_not_interleave(tiny_export, photos, tmp_path):
+    import subprocess
+    import sys
+
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from sanrt.runtime import SegmentationWriter; w = SegmentationWriter(sys.argv[1]); "
+        "w.plan(['other']); print('held', flush=True); time.sleep(120)"), str(tmp_path / "out")],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        code, _, err = _infer("--engine", tiny_export, "--image", photos, "--vocab", "cat,dog", "--out", tmp_path / "out")
+    finally:
+        holder.kill()
+        holder.wait(10)
+    assert code == 2 and "another sanrt run is writing into" in err and not list((tmp_path / "out").iterdir())

@@ -119,3 +119,38 @@ def test_importing_the_runtime_leaves_pillow_and_warnings_alone():
             "assert (Image.MAX_IMAGE_PIXELS, list(warnings.filters)) == before, 'changed'")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
+
+
+def test_write_needs_plan_and_stays_inside_the_folder(tmp_path):
+    (tmp_path / "x.json").write_text('{"the user": 1}')
+    writer = SegmentationWriter(tmp_path / "out")
+    with pytest.raises(OutputError, match="before plan"):
+        writer.write("x", np.zeros((20, 30, 3), np.uint8), _seg())
+    for stem in ("../x", "a/b", "..", ""):
+        with pytest.raises(OutputError, match="not a plain file name"):
+            writer.plan([stem])
+    assert (tmp_path / "x.json").read_text() == '{"the user": 1}'
+
+
+def test_one_writer_per_folder_across_processes(tmp_path):
+    import subprocess
+    import sys
+
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from sanrt.runtime import SegmentationWriter; w = SegmentationWriter(sys.argv[1]); "
+        "w.plan(['a']); print('held', flush=True); time.sleep(60)"), str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(OutputError, match="another sanrt run is writing into"):
+            SegmentationWriter(tmp_path).plan(["b"])
+    finally:
+        holder.kill()
+        holder.wait(10)
+    with SegmentationWriter(tmp_path) as w:  # free again once that run is gone
+        w.plan(["b"])
+
+
+def test_a_name_too_long_for_the_file_system_is_refused_before_writing(tmp_path):
+    with pytest.raises(OutputError, match="too long for the file system"):
+        SegmentationWriter(tmp_path).plan(["ok", "x" * 250])
+    assert not list(tmp_path.iterdir())
