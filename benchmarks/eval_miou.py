@@ -48,6 +48,12 @@ def _pct(v, spec: str = ".2f") -> str:
 
 
 def main(argv=None) -> int:
+    from sanrt.runtime import cli
+
+    return cli.run(_main, argv)
+
+
+def _main(argv) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--engine", "--export", dest="engine", type=Path, required=True, help="an sanrt export folder")
     src = ap.add_mutually_exclusive_group(required=True)
@@ -66,59 +72,55 @@ def main(argv=None) -> int:
     ap.add_argument("--limit", type=int, help="the first N images only (N >= 1)")
     ap.add_argument("--out", type=Path, default=Path("out/eval"))
     args = ap.parse_args(argv)
-    from sanrt.runtime import SanrtError, Segmenter, dataset_vocabulary, logs, read_vocabulary_file
+    from sanrt.runtime import Segmenter, dataset_vocabulary, logs, read_vocabulary_file
     from sanrt.runtime.evaluation import LAYOUTS, DatasetError, pairs
     from sanrt.runtime.outputs import check_replaceable, save_json, save_markdown
 
     logs.setup()
     log = logging.getLogger("sanrt")
     outputs = [args.out / "eval.json", args.out / "eval.md"]
-    try:
-        if args.limit is not None and args.limit < 1:
-            raise DatasetError(f"--limit must be 1 or more, not {args.limit}")
-        if args.dataset:
-            key = args.dataset.lower()
-            if key not in LAYOUTS:
-                raise DatasetError(f"unknown dataset {args.dataset!r}; choose one of {', '.join(LAYOUTS)}")
-            lay = LAYOUTS[key]
-            matched = pairs(args.root / lay.images, args.root / lay.labels, lay.image_ext, lay.label_ext)
-            names, ignore = dataset_vocabulary(key), lay.ignore_label
-            title = f"{key} ({args.root / lay.labels})"
-        else:
-            if not (args.labels and args.vocab_file):
-                raise DatasetError("--images needs --labels and --vocab-file")
-            matched = pairs(args.images, args.labels, args.image_ext, args.label_ext)
-            names, ignore, title = read_vocabulary_file(args.vocab_file), args.ignore_label, str(args.labels)
-        if matched.orphans or (matched.unlabelled and not args.dataset):
-            # an official layout's image folder also holds the other splits: only the user's own is news
-            log.warning(f"{matched.unlabelled} images without a label and {matched.orphans} labels without an image "
-                        "are left out")
-        found = matched.pairs[: args.limit] if args.limit else matched.pairs
-        runs = [(args.backend, args.precision)] if not args.compare else [
-            tuple(c.split(":")) if ":" in c else ("onnxruntime" if args.backend == "auto" else args.backend, c)
-            for c in args.compare.split(",")]
-        check_replaceable(outputs, args.out)
-        # every run's graphs and vocabulary before the first image: a bad precision fails now, not after a run
-        segs = [Segmenter(args.engine, backend=b, precision=p) for b, p in runs]
-        vocabs = [s.vocabulary(names) for s in segs]
-        results = {}
-        for seg, vocab in zip(segs, vocabs):
-            label = f"{seg.backend}:{seg.precision}"
-            results[label] = evaluate(seg, vocab, found, ignore, args.reduce_zero_label, label)
-        first = next(iter(results.values()))
-        for label, r in results.items():
-            r["miou_diff"] = r["miou"] - first["miou"] if r["miou"] is not None and first["miou"] is not None else None
-        lines = [f"# mIoU: {title}", "", f"- export {args.engine}; {len(found)} images; detectron2 SemSegEvaluator metrics, %",
-                 "", "| run | mIoU | fwIoU | mACC | pACC | mIoU - first | s / image |", "|---|---|---|---|---|---|---|"]
-        lines += [f"| {k} | {_pct(r['miou'])} | {_pct(r['fwiou'])} | {_pct(r['macc'])} | {_pct(r['pacc'])} | "
-                  f"{_pct(r['miou_diff'], '+.2f')} | {r['seconds_per_image']:.3f} |" for k, r in results.items()]
-        lines += ["", f"## Per class ({next(iter(results))})", "", "| class | IoU | ACC |", "|---|---|---|"]
-        lines += [f"| {n} | {first['iou'][n]:.2f} | {first['acc'][n]:.2f} |" for n in names if n in first["iou"]]
-        save_json({"runs": results}, outputs[0])
-        save_markdown("\n".join(lines) + "\n", outputs[1])
-    except SanrtError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    if args.limit is not None and args.limit < 1:
+        raise DatasetError(f"--limit must be 1 or more, not {args.limit}")
+    if args.dataset:
+        key = args.dataset.lower()
+        if key not in LAYOUTS:
+            raise DatasetError(f"unknown dataset {args.dataset!r}; choose one of {', '.join(LAYOUTS)}")
+        lay = LAYOUTS[key]
+        matched = pairs(args.root / lay.images, args.root / lay.labels, lay.image_ext, lay.label_ext)
+        names, ignore = dataset_vocabulary(key), lay.ignore_label
+        title = f"{key} ({args.root / lay.labels})"
+    else:
+        if not (args.labels and args.vocab_file):
+            raise DatasetError("--images needs --labels and --vocab-file")
+        matched = pairs(args.images, args.labels, args.image_ext, args.label_ext)
+        names, ignore, title = read_vocabulary_file(args.vocab_file), args.ignore_label, str(args.labels)
+    if matched.orphans or (matched.unlabelled and not args.dataset):
+        # an official layout's image folder also holds the other splits: only the user's own is news
+        log.warning(f"{matched.unlabelled} images without a label and {matched.orphans} labels without an image "
+                    "are left out")
+    found = matched.pairs[: args.limit] if args.limit else matched.pairs
+    runs = [(args.backend, args.precision)] if not args.compare else [
+        tuple(c.split(":")) if ":" in c else ("onnxruntime" if args.backend == "auto" else args.backend, c)
+        for c in args.compare.split(",")]
+    check_replaceable(outputs, args.out)
+    # every run's graphs and vocabulary before the first image: a bad precision fails now, not after a run
+    segs = [Segmenter(args.engine, backend=b, precision=p) for b, p in runs]
+    vocabs = [s.vocabulary(names) for s in segs]
+    results = {}
+    for seg, vocab in zip(segs, vocabs):
+        label = f"{seg.backend}:{seg.precision}"
+        results[label] = evaluate(seg, vocab, found, ignore, args.reduce_zero_label, label)
+    first = next(iter(results.values()))
+    for label, r in results.items():
+        r["miou_diff"] = r["miou"] - first["miou"] if r["miou"] is not None and first["miou"] is not None else None
+    lines = [f"# mIoU: {title}", "", f"- export {args.engine}; {len(found)} images; detectron2 SemSegEvaluator metrics, %",
+             "", "| run | mIoU | fwIoU | mACC | pACC | mIoU - first | s / image |", "|---|---|---|---|---|---|---|"]
+    lines += [f"| {k} | {_pct(r['miou'])} | {_pct(r['fwiou'])} | {_pct(r['macc'])} | {_pct(r['pacc'])} | "
+              f"{_pct(r['miou_diff'], '+.2f')} | {r['seconds_per_image']:.3f} |" for k, r in results.items()]
+    lines += ["", f"## Per class ({next(iter(results))})", "", "| class | IoU | ACC |", "|---|---|---|"]
+    lines += [f"| {n} | {first['iou'][n]:.2f} | {first['acc'][n]:.2f} |" for n in names if n in first["iou"]]
+    save_json({"runs": results}, outputs[0])
+    save_markdown("\n".join(lines) + "\n", outputs[1])
     print("\n".join(lines))
     rnd = lambda v: None if v is None else round(v, 4)
     summary = {"images": len(found), **{k: rnd(first[k]) for k in ("miou", "pacc", "macc", "fwiou")}}

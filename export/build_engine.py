@@ -16,10 +16,14 @@ import sys
 from pathlib import Path
 
 from sanrt.export.tensorrt_build import build_engines
-from sanrt.runtime.errors import SanrtError
+from sanrt.runtime import cli
 
 
 def main(argv=None) -> int:
+    return cli.run(_main, argv)
+
+
+def _main(argv) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--engine", "--onnx", dest="engine", type=Path, required=True, help="an sanrt export folder")
     ap.add_argument("--out", type=Path, help="engine folder (default <export>/engines)")
@@ -27,12 +31,8 @@ def main(argv=None) -> int:
     ap.add_argument("--opt-level", type=int, default=3, choices=range(0, 6), help="builder optimisation level")
     ap.add_argument("--reuse-only", action="store_true", help="refuse instead of rebuilding mismatching engines")
     args = ap.parse_args(argv)
-    try:
-        meta = build_engines(args.engine, args.out or args.engine / "engines", args.precision, args.opt_level,
-                             args.reuse_only, progress=lambda s: print(s, file=sys.stderr))
-    except SanrtError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    meta = build_engines(args.engine, args.out or args.engine / "engines", args.precision, args.opt_level,
+                         args.reuse_only, progress=lambda s: print(s, file=sys.stderr))
     print(f"engines for {meta['gpu']} (sm {meta['compute_capability']}), TensorRT {meta['tensorrt']}, {meta['precision']}:")
     for graph, e in meta["engines"].items():
         print(f"  {graph:<6} {e['file']}  (from {e['onnx']}, key {e['key']})")

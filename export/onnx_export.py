@@ -22,8 +22,8 @@ import onnxslim
 import torch
 from sanrt.model import SAN, SANConfig
 from sanrt.model.ops import explicit_layer_norm
-from sanrt.runtime.manifest import FORMAT, MANIFEST, Manifest, sha256_file
-from sanrt.runtime.outputs import write_atomic
+from sanrt.runtime.manifest import FORMAT, MANIFEST, Manifest, is_export, sha256_file
+from sanrt.runtime.outputs import build_folder, write_atomic
 from sanrt.runtime.tokenizer import DEFAULT_BPE
 from torch import nn
 
@@ -155,12 +155,20 @@ def export(model: SAN, out: str | Path, weights: str, ranges: ExportRanges = Exp
     cfg: SANConfig = model.cfg
     model = model.eval()
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     s = cfg.size_divisibility
     if ranges.multiple % s:
         raise ValueError(f"the export multiple {ranges.multiple} must be a multiple of the model's {s}")
     if ranges.side[1] > cfg.max_size:
         raise ValueError(f"the largest side {ranges.side[1]} is past the model's largest padded side {cfg.max_size}")
+    # built aside and moved into place whole: a failed or interrupted export leaves the previous one
+    manifest = build_folder(out, lambda tmp: _write(model, tmp, weights, ranges, progress, fp16, fp16_islands), is_export)
+    manifest.folder = out
+    return manifest
+
+
+def _write(model: SAN, out: Path, weights: str, ranges: ExportRanges, progress, fp16: bool, fp16_islands) -> Manifest:
+    cfg: SANConfig = model.cfg
+    s = cfg.size_divisibility
     specs = _graph_specs(model, ranges)
     variants = {}
     for name, (module, args, inputs, outputs, dynamic, doc) in specs.items():

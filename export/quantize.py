@@ -19,16 +19,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-from sanrt.runtime import logs
+from sanrt.runtime import cli, logs
 from sanrt.runtime.errors import SanrtError
 from sanrt.runtime.machine import cpu_flags, int8_weight_bits, matrix_tier
 from sanrt.runtime.manifest import MANIFEST, Manifest, sha256_file
-from sanrt.runtime.outputs import write_atomic
+from sanrt.runtime.outputs import new_file_mode, write_atomic
 from sanrt.runtime.preprocess import pad_batch, prepare
 
 VARIANT_FILES = {"static": ("int8", "image_int8.onnx"), "dynamic": ("int8dyn", "image_int8dyn.onnx")}
@@ -196,18 +198,42 @@ def add_variant(export_dir: Path, method: str, n_images: int = 8, progress=print
     feeds = image_graph_inputs(m, calibration_images(n_images))
     progress(f"quantising {m.path('image').name} ({method}, {recipe['weight_bits']}-bit weights for "
              f"{recipe['cpu_tier']} CPUs) ...")
-    settings = (quantize_static if method == "static" else quantize_dynamic)(m.path("image"), export_dir / name, feeds,
-                                                                           recipe["weight_bits"])
-    settings.update(recipe)
-    data = m.data
-    data["graphs"]["image"].setdefault("variants", {})[precision] = name
-    data["sha256"][name] = sha256_file(export_dir / name)
-    data.setdefault("quantization", {})[precision] = {**settings, "seconds": round(time.perf_counter() - t, 1)}
-    write_atomic(export_dir / MANIFEST, lambda f: f.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n"))
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=export_dir)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        settings = (quantize_static if method == "static" else quantize_dynamic)(m.path("image"), tmp, feeds,
+                                                                               recipe["weight_bits"])
+        settings.update(recipe)
+        data = m.data
+
+        def save_manifest():
+            write_atomic(export_dir / MANIFEST, lambda f: f.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n"))
+
+        # The manifest never lists a file that is not whole: the old variant is unlisted first, then
+        # replaced, then listed again. A kill at any step leaves an export that loads (FP32 and the
+        # other variants; this one, at worst, absent).
+        if data["graphs"]["image"].get("variants", {}).pop(precision, None) is not None:
+            data["sha256"].pop(name, None)
+            data.get("quantization", {}).pop(precision, None)
+            save_manifest()
+        digest = sha256_file(tmp)
+        os.chmod(tmp, new_file_mode())
+        os.replace(tmp, export_dir / name)
+        data["graphs"]["image"].setdefault("variants", {})[precision] = name
+        data["sha256"][name] = digest
+        data.setdefault("quantization", {})[precision] = {**settings, "seconds": round(time.perf_counter() - t, 1)}
+        save_manifest()
+    finally:
+        tmp.unlink(missing_ok=True)
     return precision
 
 
 def main(argv=None) -> int:
+    return cli.run(_main, argv)
+
+
+def _main(argv) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--engine", "--export", dest="engine", type=Path, required=True, help="an sanrt export folder")
     ap.add_argument("--method", choices=sorted(VARIANT_FILES), default="static")
@@ -218,12 +244,8 @@ def main(argv=None) -> int:
     ap.add_argument("--verbose", action="store_true", help="show NNCF's and the backends' own log messages")
     args = ap.parse_args(argv)
     logs.setup(args.verbose)
-    try:
-        precision = add_variant(args.engine, args.method, args.calibration_images,
-                                progress=lambda s: print(s, file=sys.stderr), for_cpu=args.for_cpu)
-    except SanrtError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    precision = add_variant(args.engine, args.method, args.calibration_images,
+                            progress=lambda s: print(s, file=sys.stderr), for_cpu=args.for_cpu)
     print(f"added the {precision} image graph to {args.engine}")
     return 0
 

@@ -15,6 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from sanrt.runtime import cli
 from sanrt.runtime.errors import SanrtError
 from sanrt.runtime.triton_repo import IMAGE_BACKENDS, write_repository
 
@@ -30,6 +31,10 @@ def site_packages(env: Path) -> list[str]:
 
 
 def main(argv=None) -> int:
+    return cli.run(_main, argv)
+
+
+def _main(argv) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--engine", "--export", dest="engine", type=Path, required=True,
                     help="an sanrt export folder, or its TensorRT engine folder for --image-backend tensorrt")
@@ -44,15 +49,13 @@ def main(argv=None) -> int:
     ap.add_argument("--python-env", type=Path, help="Python environment whose sanrt the Python-backend models import "
                                                     "(default: the stub's own Python, as in NVIDIA's container)")
     args = ap.parse_args(argv)
-    try:
-        if min(args.instances, args.pipeline_instances) < 1:
-            raise SanrtError("--instances and --pipeline-instances must be at least 1")
-        configs = write_repository(args.engine, args.out, args.image_backend, args.max_batch, args.instances,
-                                   site_packages(args.python_env) if args.python_env else None, args.queue_delay_us,
-                                   pipeline_instances=args.pipeline_instances)
-    except SanrtError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    if min(args.instances, args.pipeline_instances) < 1:
+        raise SanrtError("--instances and --pipeline-instances must be at least 1")
+    if args.queue_delay_us < 0:
+        raise SanrtError("--queue-delay-us must be 0 or more")
+    configs = write_repository(args.engine, args.out, args.image_backend, args.max_batch, args.instances,
+                               site_packages(args.python_env) if args.python_env else None, args.queue_delay_us,
+                               pipeline_instances=args.pipeline_instances)
     print(f"wrote {args.out}: {', '.join(configs)} ({args.image_backend} graph models)")
     return 0
 

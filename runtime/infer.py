@@ -95,18 +95,17 @@ def _segment(args, seg, names, paths, writer) -> int:
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
-    from sanrt.runtime import SanrtError, logs
+    from sanrt.runtime import cli
 
+    return cli.run(_main, argv)
+
+
+def _main(argv) -> int:
+    from sanrt.runtime import logs
+
+    args = parse_args(argv)
     logs.setup(args.verbose)
-    try:
-        return run(args)
-    except SanrtError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    return run(args)
 
 
 if __name__ == "__main__":

@@ -72,6 +72,15 @@ def validate(data) -> None:
             raise ExportFolderError(f"manifest file name {f!r} is not a plain file name")
 
 
+def is_export(folder: Path) -> bool:
+    """The folder holds an sanrt export (its manifest.json says so): sanrt may replace it whole."""
+    try:
+        data = json.loads((Path(folder) / MANIFEST).read_text(encoding="utf-8"))
+        return isinstance(data, dict) and data.get("format") == FORMAT and "sanrt_version" in data
+    except (OSError, ValueError):
+        return False
+
+
 class Manifest:
     def __init__(self, data: dict, folder: Path | None = None):
         self.data = data

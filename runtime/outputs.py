@@ -37,6 +37,11 @@ def _umask() -> int:
         return mask
 
 
+def new_file_mode() -> int:
+    """The mode open() gives a new file: 0666 less the umask."""
+    return 0o666 & ~_umask()
+
+
 def write_atomic(path: Path, write) -> None:
     """Call write(tmp_path) on a temporary file beside `path`, then rename it over `path`: readers and
     a killed run only ever see the old file or the whole new one. Safe from several threads. The
@@ -47,10 +52,57 @@ def write_atomic(path: Path, write) -> None:
     tmp = Path(tmp)
     try:
         write(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())
+        os.chmod(tmp, new_file_mode())
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def plan_folder(out: Path, replaceable=lambda folder: False) -> None:
+    """build_folder's checks, for a tool to run before its work: OutputError when `out` is a file, a
+    folder of someone else's files, or cannot be written beside."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"--out {out} is a file, not a folder")
+    if out.is_dir() and any(out.iterdir()) and not replaceable(out):
+        raise OutputError(f"{out} exists, holds files and is not sanrt's to replace; it is left alone: choose another --out")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".sanrt-probe.", dir=out.parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise OutputError(f"cannot write to {out}: {e.strerror or e}") from None
+
+
+def build_folder(out: Path, build, replaceable=lambda folder: False):
+    """Make the folder `out` whole or not at all: build(tmp) fills a temporary sibling, which then
+    takes `out`'s place in one rename. A failed, interrupted or killed build leaves `out` as it was
+    (an earlier export still loads). An existing `out` must be empty or `replaceable(out)` (sanrt's
+    own earlier result); anything else is refused before any work. Returns what build returns."""
+    import shutil
+
+    out = Path(out)
+    plan_folder(out, replaceable)
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+        os.chmod(tmp, 0o777 & ~_umask())
+    except OSError as e:
+        raise OutputError(f"cannot write to {out}: {e.strerror or e}") from None
+    try:
+        result = build(tmp)
+        if out.exists():  # swap: the old folder leaves only once the new one is complete
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+            os.replace(out, old / out.name)
+            os.replace(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+        return result
+    except OSError as e:
+        raise OutputError(f"cannot write {out}: {e.strerror or e}") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def written_by_sanrt(path: Path) -> bool:

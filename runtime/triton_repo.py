@@ -17,6 +17,7 @@ from pathlib import Path
 from .segmenter import TEXT_CHUNK
 from .engines import resolve
 from .errors import BackendError, OutputError
+from .outputs import build_folder
 from .manifest import Manifest
 
 IMAGE_BACKENDS = ("tensorrt", "onnxruntime", "openvino", "python")
@@ -82,7 +83,7 @@ def write_repository(engine: str | Path, out: str | Path, image_backend: str = "
     if image_backend == "tensorrt" and engines is None:
         raise BackendError("--image-backend tensorrt needs a TensorRT engine folder (export/build_engine.py) as --engine")
     out = Path(out)
-    if out.exists() and any(out.iterdir()):
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise OutputError(f"{out} exists and is not empty: write the repository into a new folder")
     r = m["ranges"]
     b_hi = min(max_batch or r["batch"][1], r["batch"][1])
@@ -124,17 +125,20 @@ def write_repository(engine: str | Path, out: str | Path, image_backend: str = "
             {"export_dir": export_abs, "image_model": NAMES["image"], "text_model": NAMES["text"],
              "head_model": NAMES["head"], "lru_size": "32", **({"cache_dir": cache_dir} if cache_dir else {})}),
     }
-    for name, text in configs.items():
-        (out / name / "1").mkdir(parents=True)
-        (out / name / "config.pbtxt").write_text(text)
-    for graph in ("image", "text", "head"):
-        version = out / NAMES[graph] / "1"
-        if image_backend == "python":
-            (version / "model.py").write_text(MODEL_PY.format(site_dirs=list(site_dirs or []), cls="GraphModel"))
-        elif image_backend == "tensorrt":
-            _link_or_copy(Path(engines["folder"]) / engines["engines"][graph]["file"], version / "model.plan")
-        else:
-            _link_or_copy(m.path(graph), version / "model.onnx")
-    (out / NAMES["pipeline"] / "1" / "model.py").write_text(MODEL_PY.format(site_dirs=list(site_dirs or []),
-                                                                          cls="PipelineModel"))
+    def write(repo: Path) -> None:
+        for name, text in configs.items():
+            (repo / name / "1").mkdir(parents=True)
+            (repo / name / "config.pbtxt").write_text(text)
+        for graph in ("image", "text", "head"):
+            version = repo / NAMES[graph] / "1"
+            if image_backend == "python":
+                (version / "model.py").write_text(MODEL_PY.format(site_dirs=list(site_dirs or []), cls="GraphModel"))
+            elif image_backend == "tensorrt":
+                _link_or_copy(Path(engines["folder"]) / engines["engines"][graph]["file"], version / "model.plan")
+            else:
+                _link_or_copy(m.path(graph), version / "model.onnx")
+        (repo / NAMES["pipeline"] / "1" / "model.py").write_text(MODEL_PY.format(site_dirs=list(site_dirs or []),
+                                                                               cls="PipelineModel"))
+
+    build_folder(out, write)  # whole or not at all: a new or empty folder only
     return configs

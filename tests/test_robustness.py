@@ -208,12 +208,63 @@ CASES = [
          lambda c: (c.tmp.joinpath("evil.pth").write_bytes(b"\x80\x04cbuiltins\nprint\n(S'pwned'\ntR."),
                     ("export", ["--config", str(c.tiny / "tiny_config.json"), "--checkpoint", str(c.tmp / "evil.pth"),
                                 "--out", str(c.out / "x")]))[1]),
+    Case("export_user_folder", "`to_onnx.py --out` naming a folder of someone else's files (a `manifest.json` that "
+         "is not sanrt's)", "`error: PATH exists, holds files and is not sanrt's to replace; it is left alone: ...`, "
+         "before the model is built", "not sanrt's to replace",
+         lambda c: ((c.out / "manifest.json").write_text('{"mine": 1}'),
+                    ("export", ["--config", str(c.tiny / "tiny_config.json"), "--random-init", "--out", str(c.out)]))[1]),
+    Case("export_unwritable", "`to_onnx.py --out` that cannot be written", "`error: cannot write to PATH: ...`",
+         "cannot write to", lambda c: ("export", ["--config", str(c.tiny / "tiny_config.json"), "--random-init",
+                                                  "--out", "/proc/sanrt_export"])),
+    Case("quantize_no_images", "`quantize.py --calibration-images 0`",
+         "`error: quantisation needs at least one calibration image, not 0`", "at least one calibration image",
+         lambda c: ("quantize", ["--engine", str(c.export), "--method", "dynamic", "--calibration-images", "0"])),
+    Case("triton_unwritable", "`to_triton.py --out` that cannot be written", "`error: cannot write to PATH: ...`",
+         "cannot write to", lambda c: ("triton", ["--engine", str(c.export), "--out", "/proc/sanrt_repo"])),
+    Case("eval_limit", "`eval_miou.py --limit 0` (or a negative limit)", "`error: --limit must be 1 or more, not 0`",
+         "--limit must be 1 or more", lambda c: _eval_set(c, "--limit", "0")),
+    Case("eval_value_k", "a label image holding the value K (one past the last class) where the ignore label is 255",
+         "`error: PATH: label values [2] are outside 0..1 and not the ignore label 255`, naming the file",
+         "label values [2] are outside 0..1", lambda c: _eval_set(c, label_value=2)),
+    Case("eval_user_report", "`eval_miou.py --out` holding an `eval.md` that sanrt did not write",
+         "`error: PATH/eval.md exists and was not written by sanrt; it is left alone: ...`, before any image",
+         "eval.md exists and was not written by sanrt",
+         lambda c: ((c.out / "eval.md").write_text("my notes"), _eval_set(c))[1]),
+    Case("eval_bad_compare", "`eval_miou.py --compare fp32,int8` where the export has no INT8 graph",
+         "`error: this export has no int8 image graph (...)`, before the first precision's run", "has no int8 image graph",
+         lambda c: _eval_set(c, "--compare", "fp32,int8")),
     Case("export_config", "a config file lacking a field", "`error: config file PATH lacks the field 'side_adapter'`",
          "lacks the field",
          lambda c: (c.tmp.joinpath("cfg.json").write_text(json.dumps(
              {k: v for k, v in json.loads((c.tiny / "tiny_config.json").read_text()).items() if k != "side_adapter"})),
                     ("export", ["--config", str(c.tmp / "cfg.json"), "--random-init", "--out", str(c.out / "x")]))[1]),
 ]
+
+
+def _tool(name: str):
+    """The main() of a tool by its short name."""
+    if name == "eval":
+        if str(ROOT / "benchmarks") not in sys.path:
+            sys.path.insert(0, str(ROOT / "benchmarks"))
+        import eval_miou
+
+        return eval_miou.main
+    import importlib
+
+    return importlib.import_module({"infer": "sanrt.runtime.infer", "export": "sanrt.export.to_onnx",
+                                    "quantize": "sanrt.export.quantize", "triton": "sanrt.export.to_triton"}[name]).main
+
+
+def _eval_set(ctx, *extra, label_value=0):
+    d = ctx.tmp / "set"
+    (d / "img").mkdir(parents=True)
+    (d / "lab").mkdir()
+    shutil.copy(ctx.photo, d / "img" / "a.png")
+    h, w = np.asarray(Image.open(ctx.photo)).shape[:2]
+    Image.fromarray(np.full((h, w), label_value, np.uint8)).save(d / "lab" / "a.png")
+    (d / "classes.txt").write_text("cat\ndog\n")
+    return "eval", ["--engine", str(ctx.export), "--images", str(d / "img"), "--labels", str(d / "lab"), "--vocab-file",
+                    str(d / "classes.txt"), "--backend", "onnxruntime", "--out", str(ctx.out), *extra]
 
 
 def readme_table() -> str:
@@ -251,11 +302,7 @@ def test_what_happens_when(case, ctx, capsys, monkeypatch):
     monkeypatch.setenv("SANRT_CACHE", str(ctx.cache))
     before = _snapshot(ctx.out, ctx.export)
     capsys.readouterr()
-    if tool == "infer":
-        from sanrt.runtime.infer import main
-    else:
-        from sanrt.export.to_onnx import main
-    code = main(argv)
+    code = _tool(tool)(argv)
     err = capsys.readouterr().err
     assert "Traceback" not in err
     lines = [line for line in err.splitlines() if line.startswith(("error:", "warning:"))]
