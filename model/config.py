@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from sanrt.runtime.errors import ConfigError
-from sanrt.runtime.vocabulary import VILD_TEMPLATES
+from sanrt.runtime.vocabulary import VILD_TEMPLATES, template_problem
 
 # OpenAI CLIP normalisation; SAN multiplies it by 255 because it normalises 0..255 pixels.
 CLIP_MEAN_0_255 = tuple(255.0 * m for m in (0.48145466, 0.4578275, 0.40821073))
@@ -46,6 +47,9 @@ class SANConfig:
     size_divisibility: int = 32
     templates: tuple = VILD_TEMPLATES
     meta: dict = field(default_factory=dict, compare=False)
+
+    def __post_init__(self):
+        check_config(self)
 
     @property
     def clip_width(self) -> int:
@@ -86,6 +90,66 @@ class SANConfig:
         d["pixel_mean"] = tuple(d["pixel_mean"])
         d["pixel_std"] = tuple(d["pixel_std"])
         return cls(**d)
+
+
+def _count(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 1
+
+
+def _real(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def check_config(c: SANConfig) -> None:
+    """ConfigError naming the first field that no SAN can have (a count below 1, an index past the
+    layers it indexes, a width its heads do not divide, a template without its one {} slot, ...):
+    found before a model is built, never as a broken export."""
+    def need(ok, what):
+        if not ok:
+            raise ConfigError(f"config {c.name!r}: {what}")
+
+    for f in ("clip_embed_dim", "side_width", "side_depth", "side_heads", "side_patch", "side_image_size", "num_queries",
+              "bias_heads", "decoder_embed", "decoder_mlp", "decoder_layers", "min_size", "max_size", "size_divisibility"):
+        need(_count(getattr(c, f)), f"{f} must be a whole number of 1 or more, not {getattr(c, f)!r}")
+    for part, keys in (("clip_vision", ("image_size", "layers", "width", "patch_size")),
+                       ("clip_text", ("context_length", "vocab_size", "width", "heads", "layers"))):
+        d = getattr(c, part)
+        need(isinstance(d, dict), f"{part} must be a mapping")
+        for k in keys:
+            need(_count(d.get(k)), f"{part}.{k} must be a whole number of 1 or more, not {d.get(k)!r}")
+    hw = c.clip_vision.get("head_width", 64)
+    need(_count(hw) and c.clip_width % hw == 0, f"clip_vision.width {c.clip_width} is not a multiple of its head_width {hw!r}")
+    need(c.clip_text["width"] % c.clip_text["heads"] == 0,
+         f"clip_text.width {c.clip_text['width']} is not a multiple of clip_text.heads {c.clip_text['heads']}")
+    need(c.side_width % c.side_heads == 0, f"side_width {c.side_width} is not a multiple of side_heads {c.side_heads}")
+    need(c.text_width == c.clip_embed_dim,  # SAN sizes its background row by the text width
+         f"clip_text.width ({c.text_width}) differs from clip_embed_dim ({c.clip_embed_dim}); SAN needs them equal")
+    need(c.bias_heads in (1, c.clip_heads), f"bias_heads ({c.bias_heads}) must be 1 or CLIP's heads ({c.clip_heads})")
+    need(isinstance(c.feature_last_layer, int) and 1 <= c.feature_last_layer < c.clip_layers,
+         f"feature_last_layer {c.feature_last_layer!r} must lie in 1..{c.clip_layers - 1} (CLIP has {c.clip_layers} blocks)")
+    need(isinstance(c.side_out_block, int) and 1 <= c.side_out_block <= c.side_depth,
+         f"side_out_block {c.side_out_block!r} must lie in 1..{c.side_depth} (the side adapter's blocks)")
+    need(c.side_image_size % c.side_patch == 0, f"side_image_size {c.side_image_size} is not a multiple of side_patch {c.side_patch}")
+    need(c.min_size <= c.max_size, f"min_size {c.min_size} is larger than max_size {c.max_size}")
+    need(_real(c.clip_scale) and 0 < c.clip_scale <= 1, f"clip_scale {c.clip_scale!r} must lie in (0, 1]")
+    need(_real(c.side_mlp_ratio) and c.side_mlp_ratio > 0, f"side_mlp_ratio {c.side_mlp_ratio!r} must be above 0")
+    fm = c.fusion_map
+    need(isinstance(fm, tuple) and len(fm) > 0 and all(isinstance(p, tuple) and len(p) == 2 for p in fm),
+         "fusion_map must hold (CLIP output index, side block index) pairs")
+    for src, dst in fm:
+        need(isinstance(src, int) and 0 <= src <= c.feature_last_layer,
+             f"fusion_map reads CLIP output {src!r}, outside 0..{c.feature_last_layer} (feature_last_layer)")
+        need(isinstance(dst, int) and 0 <= dst <= c.side_out_block,
+             f"fusion_map feeds side block {dst!r}, outside 0..{c.side_out_block} (side_out_block)")
+    need(len({d for _, d in fm}) == len(fm), "fusion_map feeds one side block twice")
+    for f in ("pixel_mean", "pixel_std"):
+        v = getattr(c, f)
+        need(isinstance(v, tuple) and len(v) == 3 and all(_real(x) for x in v), f"{f} must be 3 finite numbers, not {v!r}")
+    need(all(x > 0 for x in c.pixel_std), f"pixel_std {c.pixel_std} must be above 0")
+    need(isinstance(c.templates, tuple) and len(c.templates) > 0, "templates must hold at least one prompt template")
+    for t in c.templates:
+        problem = template_problem(t)
+        need(problem is None, problem)
 
 
 _VIT_B_16 = dict(
@@ -142,6 +206,8 @@ def from_fixture_config(path: str | Path) -> SANConfig:
         raise ConfigError(f"config file {path} cannot be read: {e.strerror or e}") from None
     try:
         return _config_from_dict(c, path)
+    except ConfigError as e:
+        raise ConfigError(f"config file {path}: {e}") from None
     except KeyError as e:
         raise ConfigError(f"config file {path} lacks the field {e}") from None
     except (TypeError, AttributeError, ValueError) as e:

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from .errors import BackendError, ExportFolderError
+from .vocabulary import template_problem
 
 MANIFEST = "manifest.json"
 FORMAT = "sanrt-export/1"
@@ -49,8 +50,11 @@ def validate(data) -> None:
     r = data["ranges"]
     if r["multiple"] < 1 or r["batch"][0] < 1 or r["classes"][0] < 1 or r["texts"][0] < 1 or r["tokens"] < 1:
         raise ExportFolderError("manifest ranges admit no input (a multiple, batch, class or text count below 1)")
-    if not data["templates"] or not all(isinstance(t, str) and t.count("{}") == 1 for t in data["templates"]):
-        raise ExportFolderError("manifest field templates must be prompts with one {} each")
+    if not data["templates"]:
+        raise ExportFolderError("manifest field templates is empty")
+    for t in data["templates"]:
+        if template_problem(t):
+            raise ExportFolderError(f"manifest field templates: {template_problem(t)}")
     files = [data["tokenizer"]["file"], data["classifier"]["file"]]
     for g in ("image", "text", "head"):
         graph = data["graphs"].get(g)

@@ -91,6 +91,29 @@ class Segmentation:
                 for i in np.argsort(-counts, kind="stable") if counts[i]]
 
 
+def _read_array(path: Path) -> np.ndarray:
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as e:
+        raise ExportFolderError(f"{path} is not a readable numpy file ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+
+
+def _read_classifier(path: Path, embed_dim) -> tuple[np.ndarray, np.float32]:
+    """classifier.npz as the runtime reads it: bg_embed [1, D] and logit_scale_exp, both finite."""
+    try:
+        with np.load(path, allow_pickle=False) as clf:
+            data = {k: clf[k] for k in clf.files}
+    except (OSError, ValueError, EOFError) as e:
+        raise ExportFolderError(f"{path} is not a readable npz file ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+    bg, scale = data.get("bg_embed"), data.get("logit_scale_exp")
+    d = embed_dim if isinstance(embed_dim, int) else getattr(bg, "shape", (0, 0))[-1]
+    if not (isinstance(bg, np.ndarray) and bg.shape == (1, d) and bg.dtype.kind == "f" and np.isfinite(bg).all()
+            and isinstance(scale, np.ndarray) and scale.shape == () and np.isfinite(scale) and float(scale) > 0):
+        raise ExportFolderError(f"{path} does not hold the classifier data the runtime reads (bg_embed [1, {d}] and a "
+                                f"positive logit_scale_exp; it holds {sorted(data)})")
+    return bg.astype(np.float32), np.float32(scale)
+
+
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -169,7 +192,7 @@ class Segmenter:
         self.text_after = runners.get("text_after")
         self.start_kv = None
         if self.text_after is not None:
-            kv = np.load(m.path(m["graphs"]["text_after"]["start_kv"]), allow_pickle=False)
+            kv = _read_array(m.path(m["graphs"]["text_after"]["start_kv"]))
             text = m["config"]["clip_text"]
             if kv.dtype != np.float32 or kv.shape != (text["layers"], 2, 1, text["width"]) or not np.isfinite(kv).all():
                 raise ExportFolderError(f"{m['graphs']['text_after']['start_kv']} holds {kv.dtype} {kv.shape}, not the "
@@ -179,10 +202,11 @@ class Segmenter:
         # cached embeddings depend on what computed them: the graph, its sha256 and the backend
         self._text_file = m["graphs"]["text_after" if self.text_after is not None else "text"]["file"]
         self._text_source = f"{backend}:{engine_text or self._text_file}"
-        self.tokenizer = Tokenizer(m.path(m["tokenizer"]["file"]))
-        clf = np.load(m.path(m["classifier"]["file"]), allow_pickle=False)
-        self.bg_embed = clf["bg_embed"].astype(np.float32)
-        self.logit_scale_exp = np.float32(clf["logit_scale_exp"])
+        try:
+            self.tokenizer = Tokenizer(m.path(m["tokenizer"]["file"]))
+        except ValueError as e:
+            raise ExportFolderError(str(e)) from None
+        self.bg_embed, self.logit_scale_exp = _read_classifier(m.path(m["classifier"]["file"]), m.data.get("embed_dim"))
         self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         ids = m.identity(m["graphs"]["text"]["file"], m["classifier"]["file"])
         self.source = hashlib.sha256(json.dumps(ids, sort_keys=True).encode()).hexdigest()[:16]

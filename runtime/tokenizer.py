@@ -47,6 +47,8 @@ class Tokenizer:
         except (OSError, EOFError, UnicodeDecodeError) as e:
             raise ValueError(f"cannot read the BPE vocabulary {bpe_path}: {e}") from None
         merges = [tuple(line.split()) for line in lines[1 : _NUM_MERGES + 1]]
+        if len(merges) != _NUM_MERGES or any(len(m) != 2 for m in merges):
+            raise ValueError(f"{bpe_path} is not CLIP's BPE vocabulary ({_NUM_MERGES} merges of two symbols expected)")
         symbols = list(byte_symbols().values())
         vocab = symbols + [s + "</w>" for s in symbols] + ["".join(m) for m in merges] + [SOT, EOT]
         self.ids = {tok: i for i, tok in enumerate(vocab)}

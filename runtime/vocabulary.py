@@ -20,9 +20,24 @@ VILD_TEMPLATES = (
 )
 
 
+import string
 import unicodedata
 
 from .errors import VocabularyError
+
+
+def template_problem(t) -> str | None:
+    """Why `t` is no prompt template (exactly one {} slot for the class name, no named or numbered
+    field, valid braces), or None."""
+    if not isinstance(t, str):
+        return f"template {t!r} is not text"
+    try:
+        fields = [f for _, f, _, _ in string.Formatter().parse(t) if f is not None]
+    except ValueError as e:
+        return f"template {t!r} is not a format string: {e}"
+    if fields != [""]:
+        return f"template {t!r} must hold exactly one {{}} slot for the class name (and no named field)"
+    return None
 
 CONTEXT_LENGTH = 77  # CLIP's text context: tokens past it are cut
 # Longer names are refused: CLIP keeps at most 75 of a name's tokens (a few hundred characters), and

@@ -84,6 +84,43 @@ def _same_as_cat_dog(ctx):
     assert [c["name"] for c in report["classes"]] == [c.name for c in ref.classes_present()]
 
 
+def _export_file(ctx, name, data: bytes):
+    """Replace a file of the export and its manifest hash: an export whose files are whole but wrong."""
+    import hashlib
+
+    (ctx.export / name).write_bytes(data)
+    _manifest_edit(ctx, lambda m: m["sha256"].update({name: hashlib.sha256(data).hexdigest()}))
+    return _infer(ctx)
+
+
+def _npz(**arrays) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
+
+
+def _config(ctx, edit):
+    cfg = json.loads((ctx.tiny / "tiny_config.json").read_text())
+    edit(cfg)
+    (ctx.tmp / "cfg.json").write_text(json.dumps(cfg))
+    return "export", ["--config", str(ctx.tmp / "cfg.json"), "--random-init", "--out", str(ctx.out / "x")]
+
+
+def _nan_checkpoint(ctx):
+    import torch
+
+    sd = torch.load(ctx.tiny / "checkpoint.pth", weights_only=True)
+    model = sd["model"]
+    key = "side_adapter_network.query_embed"
+    model[key] = model[key].clone()
+    model[key].view(-1)[0] = float("nan")
+    torch.save(sd, ctx.tmp / "nan.pth")
+    return "export", ["--config", str(ctx.tiny / "tiny_config.json"), "--checkpoint", str(ctx.tmp / "nan.pth"),
+                      "--out", str(ctx.out / "x")]
+
+
 def _nan_cache(p):
     w = np.load(p)
     w[0, 0] = np.nan
@@ -233,6 +270,31 @@ CASES = [
     Case("eval_bad_compare", "`eval_miou.py --compare fp32,int8` where the export has no INT8 graph",
          "`error: this export has no int8 image graph (...)`, before the first precision's run", "has no int8 image graph",
          lambda c: _eval_set(c, "--compare", "fp32,int8")),
+    Case("export_depth", "a config value no SAN can have (side adapter `depth: -2`, a width of 0, ...)",
+         "`error: config file PATH: config ...: side_depth must be a whole number of 1 or more, not -2`",
+         "side_depth must be a whole number of 1 or more",
+         lambda c: _config(c, lambda g: g["side_adapter"]["timm_vit"].update(depth=-2))),
+    Case("export_feature_index", "a CLIP feature layer index past CLIP's blocks (`FEATURE_LAST_LAYER_IDX: 99`)",
+         "`error: ... feature_last_layer 99 must lie in 1..11 (CLIP has 12 blocks)`", "feature_last_layer 99 must lie in",
+         lambda c: _config(c, lambda g: g["san"].update(FEATURE_LAST_LAYER_IDX=99))),
+    Case("export_templates", "a config with no prompt templates, or one with a named field (`a photo of a {name}`)",
+         "`error: ... templates must hold at least one prompt template`", "templates must hold at least one",
+         lambda c: _config(c, lambda g: g.update(templates=[]))),
+    Case("export_nan", "a checkpoint holding a NaN weight", "`error: checkpoint holds NaN or infinite values in side_adapter_network.query_embed`",
+         "checkpoint holds NaN or infinite values", _nan_checkpoint),
+    Case("export_bpe", "an export whose tokenizer file is not CLIP's BPE vocabulary (its hash updated to match)",
+         "`error: PATH is not CLIP's BPE vocabulary (48894 merges of two symbols expected)`", "is not CLIP's BPE vocabulary",
+         lambda c: _export_file(c, "bpe_simple_vocab_16e6.txt.gz", __import__("gzip").compress(b"#v\nhello world\n"))),
+    Case("export_classifier", "an export whose `classifier.npz` holds other keys or another width",
+         "`error: PATH/classifier.npz does not hold the classifier data the runtime reads (...)`",
+         "does not hold the classifier data", lambda c: _export_file(c, "classifier.npz", _npz(other=np.zeros(3)))),
+    Case("export_start_kv", "an export whose `text_start_kv.npy` is unreadable",
+         "`error: PATH/text_start_kv.npy is not a readable numpy file (...)`", "is not a readable numpy file",
+         lambda c: _export_file(c, "text_start_kv.npy", b"junk")),
+    Case("export_template", "an export manifest with a template holding a named field (`a {name} {}`)",
+         "`error: PATH/manifest.json: manifest field templates: template 'a {name} {}' must hold exactly one {} slot ...`",
+         "must hold exactly one {} slot",
+         lambda c: (_manifest_edit(c, lambda m: m["templates"].__setitem__(0, "a {name} {}")), _infer(c))[1]),
     Case("export_config", "a config file lacking a field", "`error: config file PATH lacks the field 'side_adapter'`",
          "lacks the field",
          lambda c: (c.tmp.joinpath("cfg.json").write_text(json.dumps(
