@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 from sanrt.runtime.engines import ENGINE_META, gpu_identity, import_tensorrt
-from sanrt.runtime.errors import BackendError
+from sanrt.runtime.errors import BackendError, OutputError
+from sanrt.runtime.outputs import write_atomic
 from sanrt.runtime.manifest import Manifest
 from sanrt.runtime.segmenter import TEXT_CHUNK
 
@@ -74,11 +76,20 @@ def build_engines(export_dir: Path, out: Path, precision: str = "fp16", opt_leve
     gpu = gpu_identity()
     major = int(trt.__version__.split(".")[0])
     strongly_typed = major >= 11 or precision == "fp32"
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"cannot write to {out}: {e.strerror or e}") from None
     meta_path = out / ENGINE_META
-    old = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
-    meta = {"export": str(Path(export_dir).resolve()), "tensorrt": trt.__version__, **gpu, "precision": precision,
-            "strongly_typed": strongly_typed, "engines": {}}
+    try:
+        old = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.is_file() else {}
+        old = old if isinstance(old, dict) else {}
+    except (OSError, ValueError):
+        old = {}  # a damaged engine.json: its engines are rebuilt
+    export_abs = Path(export_dir).resolve()
+    # both spellings: the relative one still finds the export when the two folders move together
+    meta = {"export": str(export_abs), "export_relative": os.path.relpath(export_abs, out.resolve()),
+            "tensorrt": trt.__version__, **gpu, "precision": precision, "strongly_typed": strongly_typed, "engines": {}}
     cache = out / "timing.cache"
     for graph in GRAPHS:
         onnx_file = source_onnx(manifest, graph, precision, strongly_typed)
@@ -103,10 +114,11 @@ def build_engines(export_dir: Path, out: Path, precision: str = "fp16", opt_leve
                                   precision_constraints=None if strongly_typed else "obey",
                                   profiles=[profile], builder_optimization_level=opt_level,
                                   load_timing_cache=str(cache) if cache.is_file() else None)
-            engine_file.write_bytes(bytes(EngineBytesFromNetwork(network, config, save_timing_cache=str(cache))()))
-        meta["engines"][graph] = {"file": engine_file.name, "onnx": onnx_file, "key": key,
-                                  "profiles": {k: [list(s) for s in v] for k, v in profiles.items()}}
-    meta_path.write_text(json.dumps(meta, indent=1) + "\n")
+            plan = bytes(EngineBytesFromNetwork(network, config, save_timing_cache=str(cache))())
+            write_atomic(engine_file, lambda f: f.write_bytes(plan))
+        meta["engines"][graph] = {"file": engine_file.name, "onnx": onnx_file, "onnx_sha256": manifest["sha256"][onnx_file],
+                                  "key": key, "profiles": {k: [list(s) for s in v] for k, v in profiles.items()}}
+    write_atomic(meta_path, lambda f: f.write_text(json.dumps(meta, indent=1) + "\n"))
     return meta
 
 

@@ -30,7 +30,30 @@ def resolve(path: str | Path) -> tuple[Path, dict | None]:
         raise ExportFolderError(f"{meta_path} cannot be read: {e.strerror or e}") from None
     _validate(meta, meta_path)
     meta["folder"] = str(folder)
-    return Path(meta["export"]), meta
+    return _export_of(meta, folder, meta_path), meta
+
+
+def _export_of(meta: dict, folder: Path, meta_path: Path) -> Path:
+    """The export the engines were built from: beside them as recorded (the folders moved together),
+    else at its recorded absolute path."""
+    rel = meta.get("export_relative")
+    candidates = ([folder / rel] if isinstance(rel, str) else []) + [Path(meta["export"])]
+    for c in candidates:
+        if (c / "manifest.json").is_file():
+            return c
+    raise ExportFolderError(f"{meta_path}: the export these engines were built from is gone ({meta['export']}); "
+                            "build engines from the export you have with export/build_engine.py")
+
+
+def check_built_from(meta: dict, manifest) -> None:
+    """BackendError unless every engine was built from the graph file this export holds now (an
+    engine folder beside a re-exported model would run the old weights)."""
+    for graph, e in meta["engines"].items():
+        recorded, onnx = e.get("onnx_sha256"), e.get("onnx")
+        current = manifest.data["sha256"].get(onnx) if isinstance(onnx, str) else None
+        if recorded is None or current is None or recorded != current:
+            raise BackendError(f"the {graph} engine in {meta['folder']} was not built from this export's {onnx or 'graphs'} "
+                               "(re-exported since, or built by an older sanrt): rebuild with export/build_engine.py")
 
 
 def _validate(meta, path: Path) -> None:

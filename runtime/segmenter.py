@@ -20,7 +20,7 @@ import numpy as np
 
 from .backends import check_pair, make_runner
 from .choice import choose, int8_warning
-from .engines import check_compatible, gpu_identity, import_tensorrt, resolve
+from .engines import check_built_from, check_compatible, gpu_identity, import_tensorrt, resolve
 from .errors import BackendError, ExportFolderError, ImageError, RangeError, VocabularyError
 from .manifest import Manifest
 from .outputs import write_atomic
@@ -150,6 +150,7 @@ class Segmenter:
         if engines is not None:
             backend, precision = "tensorrt", engines["precision"]
             paths = {g: Path(engines["folder"]) / e["file"] for g, e in engines["engines"].items()}
+            check_built_from(engines, m)  # needs no GPU: before the CUDA checks
             check_compatible(engines, gpu_identity(), import_tensorrt().__version__)
         else:
             if backend == "auto":

@@ -28,13 +28,18 @@ def test_infer_script_on_an_engine_folder_gives_the_true_reason(tiny_export, tmp
     """With cuda-python installed, `python runtime/infer.py --engine ENGINE_DIR` on a machine without
     a GPU or TensorRT says so, never that cuda-python is missing."""
     pytest.importorskip("cuda.bindings")
+    from sanrt.runtime.manifest import Manifest
+
+    m = Manifest.load(tiny_export)
     engines = tmp_path / "engines"
     engines.mkdir()
     for g in ("image", "text", "head"):
         (engines / f"{g}.engine").write_bytes(b"not a real engine")
     (engines / "engine.json").write_text(json.dumps({
         "export": str(tiny_export), "precision": "fp16", "tensorrt": "10.13.0", "gpu": "NVIDIA H100",
-        "compute_capability": "9.0", "engines": {g: {"file": f"{g}.engine"} for g in ("image", "text", "head")}}))
+        "compute_capability": "9.0", "engines": {g: {"file": f"{g}.engine", "onnx": m["graphs"][g]["file"],
+                                                      "onnx_sha256": m["sha256"][m["graphs"][g]["file"]]}
+                                                  for g in ("image", "text", "head")}}))
     from PIL import Image
 
     Image.new("RGB", (64, 48)).save(tmp_path / "photo.png")

@@ -1,6 +1,7 @@
 """TensorRT path: everything that needs no GPU (cache keys, profiles, source graphs, clean errors);
 the build itself is marked and skipped where TensorRT is absent."""
 import json
+import os
 
 import pytest
 from conftest import run_script
@@ -48,6 +49,7 @@ def test_engines_for_another_gpu_or_version_are_refused(tmp_path):
     meta = {"export": str(tmp_path), "tensorrt": "11.4.0", **GPU, "precision": "fp16",
             "engines": {g: {"file": f"{g}.engine"} for g in ("image", "text", "head")}}
     (tmp_path / "engine.json").write_text(json.dumps(meta))
+    (tmp_path / "manifest.json").write_text("{}")  # resolve finds the export; Manifest.load reads it later
     for g in ("image", "text", "head"):
         (tmp_path / f"{g}.engine").write_bytes(b"x")
     export_dir, m = resolve(tmp_path / "image.engine")
@@ -199,3 +201,41 @@ def test_gpu_check_dry_run_reports_every_planned_row(tmp_path):
     assert {(r["mode"], r["batch"]) for r in rep["rows"]} == planned
     assert all(r["skipped"].startswith(("time budget", "dry-run:")) for r in rep["rows"])
     assert "time budget" in rep["gemm_skipped"] and "time budget" in rep["flops_skipped"]
+
+
+def _engines_for(export_dir, folder, **changes):
+    from sanrt.runtime.manifest import Manifest
+
+    m = Manifest.load(export_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    meta = {"export": str(export_dir), "export_relative": os.path.relpath(export_dir, folder), "tensorrt": "11.4.0", **GPU,
+            "precision": "fp16", "engines": {g: {"file": f"{g}.engine", "onnx": m["graphs"][g]["file"],
+                                                  "onnx_sha256": m["sha256"][m["graphs"][g]["file"]]}
+                                              for g in ("image", "text", "head")}}
+    meta.update(changes)
+    for g in ("image", "text", "head"):
+        (folder / f"{g}.engine").write_bytes(b"x")
+    (folder / "engine.json").write_text(json.dumps(meta))
+    return folder
+
+
+def test_engines_follow_their_export_when_both_move_and_refuse_other_graphs(tiny_export, tmp_path):
+    import shutil
+
+    from sanrt.runtime.engines import check_built_from
+    from sanrt.runtime.manifest import Manifest
+
+    export = tmp_path / "a" / "export"
+    shutil.copytree(tiny_export, export)
+    _engines_for(export, export / "engines")
+    shutil.move(tmp_path / "a", tmp_path / "b")  # the recorded absolute path is gone now
+    export_dir, meta = resolve(tmp_path / "b" / "export" / "engines")
+    assert export_dir.resolve() == (tmp_path / "b" / "export").resolve()
+    check_built_from(meta, Manifest.load(export_dir))
+    meta["engines"]["text"]["onnx_sha256"] = "0" * 64  # built from a text graph this export no longer holds
+    with pytest.raises(BackendError, match="text engine .* was not built from this export's text.onnx"):
+        check_built_from(meta, Manifest.load(export_dir))
+    shutil.rmtree(tmp_path / "b" / "export" / "engines")
+    lone = _engines_for(tmp_path / "b" / "export", tmp_path / "elsewhere", export="/nowhere", export_relative="../nope")
+    with pytest.raises(ExportFolderError, match="the export these engines were built from is gone"):
+        resolve(lone)
