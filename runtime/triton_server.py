@@ -21,12 +21,22 @@ from pathlib import Path
 from .errors import BackendError
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_ENV = ROOT / ".venv-triton"
+
+
+def default_env() -> Path:
+    """$SANRT_TRITON_ENV, else a .venv-triton in the working folder, else the source checkout's
+    (`make serve-env`); from an installed wheel the first two apply."""
+    if os.environ.get("SANRT_TRITON_ENV"):
+        return Path(os.environ["SANRT_TRITON_ENV"])
+    for candidate in (Path.cwd() / ".venv-triton", ROOT / ".venv-triton"):
+        if (candidate / "bin" / "python").is_file():
+            return candidate
+    return Path.cwd() / ".venv-triton"
 
 
 def serving_env(env_dir: str | Path | None = None) -> dict:
     """{python, site_packages, libdir, tritonserver, libs, stub_dir} of a serving environment."""
-    env_dir = Path(env_dir or os.environ.get("SANRT_TRITON_ENV", DEFAULT_ENV))
+    env_dir = Path(env_dir or default_env())
     python = env_dir / "bin" / "python"
     if not python.is_file():
         raise BackendError(f"no serving environment at {env_dir} (make serve-env makes one)")
@@ -124,7 +134,7 @@ class TritonServer:
                 self.proc.wait(5)
         if getattr(self, "log", None):
             self.log.close()
-        shutil.rmtree(self.work / "backends", ignore_errors=True)
+        shutil.rmtree(self.work, ignore_errors=True)  # the backend folder and a log kept there
         return time.monotonic() - t
 
     def __enter__(self):
@@ -135,10 +145,30 @@ class TritonServer:
         return False
 
 
-if __name__ == "__main__":  # python -m sanrt.runtime.triton_server REPO: serve until Ctrl-C
-    with TritonServer(sys.argv[1]) as s:
-        print(f"serving {sys.argv[1]}: HTTP {s.http_url}, gRPC {s.grpc_url}", flush=True)
+def _serve(argv) -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m sanrt.runtime.triton_server",
+                                 description="Serve a repository (export/to_triton.py) on 127.0.0.1 until Ctrl-C or SIGTERM.")
+    ap.add_argument("repo", type=Path)
+    args = ap.parse_args(argv)
+    if not args.repo.is_dir():
+        raise BackendError(f"model repository not found: {args.repo}")
+    with TritonServer(args.repo) as s:
+        print(f"serving {args.repo}: HTTP {s.http_url}, gRPC {s.grpc_url}", flush=True)
         try:
-            s.proc.wait()
-        except KeyboardInterrupt:
-            pass
+            code = s.proc.wait()
+        except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (docker stop, systemd) through cli.run
+            print("stopping tritonserver", file=sys.stderr, flush=True)
+            return 0  # leaving the with block stops the server's whole process group
+    raise BackendError(f"tritonserver exited by itself with code {code}")
+
+
+def main(argv=None) -> int:
+    from . import cli
+
+    return cli.run(_serve, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -2,6 +2,7 @@
 the manifest, and a real tritonserver (nvidia-pytriton's binary, Python backend) answering concurrent
 HTTP and gRPC requests exactly as the in-process runtime does (benchmarks/serve_check.py)."""
 import json
+from pathlib import Path
 
 import pytest
 from conftest import run_script
@@ -98,3 +99,41 @@ def test_a_running_server_answers_as_the_runtime_does(small_export):
     assert res["bad_requests_answered"] == res["bad_requests"] == 7 and res["server_alive_after"]
     assert res["bad_requests_clean"]
     assert res["stop_s"] < 20
+
+
+def test_the_launcher_stops_tritonserver_on_sigterm(small_export, tmp_path):
+    """`python -m sanrt.runtime.triton_server REPO` under docker stop / systemd: SIGTERM stops the
+    server's whole process group in bounded time, exit 0, and its temporary folder goes too."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import tempfile
+    import time
+
+    from sanrt.runtime import BackendError
+    from sanrt.runtime.triton_repo import write_repository
+    from sanrt.runtime.triton_server import serving_env
+
+    try:
+        env = serving_env()
+    except BackendError as e:
+        pytest.skip(f"{e}")
+    write_repository(small_export, tmp_path / "repo", "python", site_dirs=[env["site_packages"]])
+    before = set(Path(tempfile.gettempdir()).glob("sanrt-triton-*"))
+    proc = subprocess.Popen([sys.executable, "-m", "sanrt.runtime.triton_server", str(tmp_path / "repo")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        assert proc.stdout.readline().startswith("serving "), proc.stderr.read()
+        children = subprocess.run(["pgrep", "-f", f"model-repository={(tmp_path / 'repo').resolve()}"],
+                                  capture_output=True, text=True).stdout.split()
+        assert children  # tritonserver runs
+        t = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(40) == 0 and time.monotonic() - t < 40
+        for pid in children:
+            assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z", pid
+        assert set(Path(tempfile.gettempdir()).glob("sanrt-triton-*")) <= before
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
