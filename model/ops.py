@@ -132,17 +132,18 @@ class ClipResize(torch.nn.Module):
     """The official CLIP input: F.interpolate(images, scale_factor=scale, bilinear, align_corners=False):
     output side floor(side * scale) in double precision, source coordinate (dst + 0.5) / scale - 0.5.
 
-    Where side * scale is an integer for every padded side (ViT-B: 0.5), ONNX's Resize computes exactly
-    that. Otherwise (ViT-L: 0.7) ONNX Runtime's and OpenVINO's Resize round some output sides up
-    (1440 -> 1008 instead of 1007), so the resize is done as two interpolation matrices built in the
-    graph, their sizes read from a table of the official output sides (index: side // step).
+    Where the scale is a power of two (ViT-B: 0.5), every framework's product is exact and ONNX's
+    Resize computes just that. Otherwise (ViT-L: 0.7) ONNX Runtime's and OpenVINO's Resize round some
+    output sides up (1440 -> 1008 instead of 1007), so the resize is done as two interpolation
+    matrices built in the graph, their sizes read from a table of the official output side of every
+    side up to max_pixels (not only the padded ones: a direct caller of the graph may send any).
     """
 
-    def __init__(self, scale: float, step: int, max_pixels: int):
+    def __init__(self, scale: float, max_pixels: int):
         super().__init__()
-        self.scale, self.step = scale, step
-        self.exact = all(float(s * scale).is_integer() for s in range(step, max_pixels + 1, step))
-        sides = [clip_side(s, scale) for s in range(0, max_pixels + 1, step)]
+        self.scale = scale
+        self.exact = 0 < scale <= 1 and math.log2(scale).is_integer()
+        sides = [clip_side(s, scale) for s in range(0, max_pixels + 1)]
         self.register_buffer("out_sides", torch.tensor(sides, dtype=torch.int64), persistent=False)
         self.max_pixels = max_pixels
 
@@ -154,7 +155,7 @@ class ClipResize(torch.nn.Module):
 
     def _matrix(self, size, x: torch.Tensor) -> torch.Tensor:
         """[out, size] weights of PyTorch's bilinear kernel with a given scale factor."""
-        out = self.out_sides[size // self.step]
+        out = self.out_sides[size]
         dst = torch.arange(out, device=x.device).to(torch.float32)
         # PyTorch: src = (1 / scale) * (dst + 0.5) - 0.5, clamped at 0, in float32
         src = torch.clamp((dst + 0.5) * float(np.float32(1.0 / self.scale)) - 0.5, min=0.0)

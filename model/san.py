@@ -85,7 +85,7 @@ class SAN(nn.Module):
             max_pixels=cfg.max_size,
             step=cfg.size_divisibility,
         )
-        self.clip_resize = ClipResize(cfg.clip_scale, cfg.size_divisibility, cfg.max_size)
+        self.clip_resize = ClipResize(cfg.clip_scale, cfg.max_size)
         self.clip.visual.requires_grad_(False)
 
     # ---- image path -------------------------------------------------------------------------------
