@@ -14,6 +14,7 @@ Runs inside Triton's Python backend only (`triton_python_backend_utils` exists t
 from __future__ import annotations
 
 import json
+import sys
 from collections import OrderedDict
 
 import numpy as np
@@ -127,6 +128,11 @@ class PipelineModel:
                     pb.Tensor("CLASSES_PRESENT", np.array([s.encode() for s in present], dtype=np.object_))]))
             except SanrtError as e:
                 responses.append(pb.InferenceResponse(error=pb.TritonError(f"sanrt: {e}")))
+            except Exception:  # noqa: BLE001 - a bug: the traceback goes to the server log, not to the client
+                import traceback
+
+                print(traceback.format_exc(), file=sys.stderr, flush=True)
+                responses.append(pb.InferenceResponse(error=pb.TritonError("sanrt: internal error (see the server log)")))
         return responses
 
     @staticmethod

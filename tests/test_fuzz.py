@@ -137,3 +137,111 @@ def tiny_segmenter(tiny_export, tmp_path_factory):
 
     logging.getLogger("sanrt").setLevel(logging.ERROR)  # every damaged entry warns; not the point here
     return Segmenter(tiny_export, backend="onnxruntime", cache_dir=tmp_path_factory.mktemp("cache"))
+
+
+@pytest.fixture(scope="module")
+def fixture_config(tiny_dev):
+    return json.loads((tiny_dev / "tiny_config.json").read_text())
+
+
+@given(data=st.data())
+def test_export_configs_are_a_san_config_or_a_config_error(fixture_config, tmp_path_factory, data):
+    """A fixture config with values changed, removed or of other kinds: a SANConfig that passes its
+    own checks, or one ConfigError; never another exception (the model is not built: sizes may be huge)."""
+    from sanrt.model.config import SANConfig, check_config, from_fixture_config
+    from sanrt.runtime.errors import ConfigError
+
+    cfg = data.draw(mutated_manifest(fixture_config))
+    path = tmp_path_factory.mktemp("cfg") / "tiny_config.json"
+    path.write_text(json.dumps(cfg))
+    try:
+        c = from_fixture_config(path)
+    except ConfigError:
+        return
+    assert isinstance(c, SANConfig)
+    check_config(c)
+
+
+anything = st.one_of(st.none(), st.booleans(), st.integers(-3, 3), st.floats(allow_nan=True), st.text(max_size=6),
+                     st.binary(max_size=6), st.lists(st.text(max_size=4), max_size=3))
+
+
+@given(backend=st.one_of(st.sampled_from(["onnxruntime", "openvino", "auto", "tensorrt"]), anything),
+       precision=st.one_of(st.sampled_from([None, "fp32", "int8", "bf16"]), anything),
+       device=st.one_of(st.sampled_from(["auto", "cpu", "cuda", "CUDA"]), anything),
+       threads=st.one_of(st.sampled_from([None, 1, 2]), anything))
+def test_segmenter_arguments_of_any_kind(tiny_export, tmp_path_factory, backend, precision, device, threads):
+    from sanrt.runtime import SanrtError, Segmenter
+
+    try:
+        s = Segmenter(tiny_export, backend=backend, precision=precision, device=device, threads=threads,
+                      cache_dir=tmp_path_factory.mktemp("c"))
+    except SanrtError:
+        return
+    assert s.backend in ("onnxruntime", "openvino") and s.precision == (precision or "fp32")
+
+
+@given(names=st.one_of(anything, st.lists(anything, max_size=4), st.lists(st.text(max_size=12), min_size=1, max_size=4)))
+def test_vocabulary_arguments_of_any_kind(tiny_segmenter, names):
+    from sanrt.runtime import SanrtError
+
+    try:
+        v = tiny_segmenter.vocabulary(names)
+    except SanrtError:
+        return
+    assert len(v) == len(names) and v.class_weights.shape == (len(names) + 1, tiny_segmenter.bg_embed.shape[-1])
+
+
+@given(shape=st.lists(st.integers(0, 5), min_size=0, max_size=4),
+       dtype=st.sampled_from([np.uint8, np.float32, np.int64, np.bool_, object]), wrap=st.booleans())
+def test_segment_arguments_of_any_kind(tiny_segmenter, shape, dtype, wrap):
+    from sanrt.runtime import SanrtError
+
+    vocab = tiny_segmenter.vocabulary(["cat", "dog"])
+    arr = np.zeros([s * 9 for s in shape], dtype=dtype)
+    try:
+        [r] = tiny_segmenter.segment([arr] if wrap else arr, vocab)
+    except SanrtError:
+        return
+    assert r.labels.shape == arr.shape[:2]
+
+
+class _Tensor:
+    def __init__(self, value):
+        self.value = value
+
+    def as_numpy(self):
+        return self.value
+
+
+class _Request:
+    """What the Python backend hands a model's execute(): named input tensors."""
+
+    def __init__(self, inputs: dict):
+        self.inputs = {k: _Tensor(v) for k, v in inputs.items()}
+
+    @staticmethod
+    def get_input_tensor_by_name(request, name):
+        return request.inputs.get(name)
+
+
+request_value = st.one_of(
+    st.builds(lambda b: np.array([b], dtype=np.object_), st.binary(max_size=40)),
+    st.builds(lambda t: np.array([t.encode("utf-8", "surrogatepass")], dtype=np.object_), st.text(max_size=20)),
+    st.builds(lambda bs: np.array(bs, dtype=np.object_), st.lists(st.binary(max_size=10), max_size=4)),
+    st.builds(lambda s: np.zeros(s, np.uint8), st.lists(st.integers(0, 40), max_size=4)),
+    st.builds(lambda s: np.zeros(s, np.float32), st.lists(st.integers(0, 5), max_size=3)))
+
+
+@given(inputs=st.dictionaries(st.sampled_from(["IMAGE", "IMAGE_RGB", "CLASSES", "DATASET"]), request_value, max_size=4))
+def test_triton_request_inputs_of_any_kind(inputs):
+    """The san model's request reading (runtime/triton_models.py): an (image, names) pair or one
+    SanrtError, which the model answers as an error response; never another exception."""
+    from sanrt.runtime import SanrtError
+    from sanrt.runtime.triton_models import PipelineModel
+
+    try:
+        img, names = PipelineModel._read(_Request, _Request(inputs))
+    except SanrtError:
+        return
+    assert img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3 and names
