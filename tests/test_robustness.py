@@ -194,6 +194,13 @@ CASES = [
          lambda c: ((c.export / "head.onnx").unlink(), _infer(c))[1]),
     Case("engine_json", "a damaged `engine.json` in a TensorRT engine folder", "`error: PATH/engine.json is corrupt: ...`", "is corrupt",
          lambda c: ((c.export / "engine.json").write_text("{"), _infer(c))[1]),
+    Case("long_output_name", "an image whose name leaves no room for `_overlay.png` within the file system's 255 bytes",
+         "`error: the output name ... is too long for the file system (255 bytes); rename the image`, before anything "
+         "is written", "is too long for the file system",
+         lambda c: (shutil.copy(c.photo, c.tmp / ("p" * 240 + ".png")), _infer(c, image=[str(c.tmp / ("p" * 240 + ".png"))]))[1]),
+    Case("too_many_classes", "more classes than the export takes (`--vocab` of 2000 names)",
+         "`error: 2000 classes is outside the export's range 1..N`, before the text side runs", "classes is outside the export's range",
+         lambda c: _infer(c, vocab=("--vocab", ",".join(f"class {i}" for i in range(2000))))),
     Case("out_is_file", "`--out` naming a file", "`error: --out PATH is a file, not a folder`", "is a file, not a folder",
          lambda c: (c.tmp.joinpath("f").write_text("x"), _infer(c, out=c.tmp / "f"))[1]),
     Case("out_unwritable", "`--out` that cannot be created or written (read-only file system, no permission)",
