@@ -1,9 +1,9 @@
 """mIoU of an export on a dataset, through the library's Segmenter (as TensorRT's eval_coco.py reuses
 infer.py's class): detectron2's SemSegEvaluator metrics, one or several precisions on the same images.
 
-    python benchmarks/eval_miou.py --engine out/onnx/vit_b_16 --dataset ade150 --root datasets
-    python benchmarks/eval_miou.py --engine out/onnx/vit_b_16 --dataset voc20 --root datasets --compare fp32,int8dyn
-    python benchmarks/eval_miou.py --engine out/onnx/vit_b_16 --images my/images --labels my/labels \\
+    python benchmarks/eval_miou.py --export out/onnx/vit_b_16 --dataset ade150 --root datasets
+    python benchmarks/eval_miou.py --export out/onnx/vit_b_16 --dataset voc20 --root datasets --compare fp32,int8dyn
+    python benchmarks/eval_miou.py --export out/onnx/vit_b_16 --images my/images --labels my/labels \\
         --vocab-file my/classes.txt [--ignore-label 255] [--reduce-zero-label]
 
 --dataset reads the layout SAN's preparation scripts produce under --root (sanrt.runtime.evaluation
@@ -54,8 +54,10 @@ def main(argv=None) -> int:
 
 
 def _main(argv) -> int:
+    from sanrt.runtime import cli
+
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--engine", "--export", dest="engine", type=Path, required=True, help="an sanrt export folder")
+    cli.add_export_argument(ap, required=True, help="an sanrt export folder")
     src = ap.add_mutually_exclusive_group(required=True)
     src.add_argument("--dataset", help="ade150, ade847, pc59, pc459, coco_stuff171 or voc20 (with --root)")
     src.add_argument("--images", type=Path, help="an image folder (with --labels and --vocab-file)")
@@ -104,7 +106,7 @@ def _main(argv) -> int:
         for c in args.compare.split(",")]
     check_replaceable(outputs, args.out)
     # every run's graphs and vocabulary before the first image: a bad precision fails now, not after a run
-    segs = [Segmenter(args.engine, backend=b, precision=p) for b, p in runs]
+    segs = [Segmenter(args.export, backend=b, precision=p) for b, p in runs]
     vocabs = [s.vocabulary(names) for s in segs]
     results = {}
     for seg, vocab in zip(segs, vocabs):
@@ -113,7 +115,7 @@ def _main(argv) -> int:
     first = next(iter(results.values()))
     for label, r in results.items():
         r["miou_diff"] = r["miou"] - first["miou"] if r["miou"] is not None and first["miou"] is not None else None
-    lines = [f"# mIoU: {title}", "", f"- export {args.engine}; {len(found)} images; detectron2 SemSegEvaluator metrics, %",
+    lines = [f"# mIoU: {title}", "", f"- export {args.export}; {len(found)} images; detectron2 SemSegEvaluator metrics, %",
              "", "| run | mIoU | fwIoU | mACC | pACC | mIoU - first | s / image |", "|---|---|---|---|---|---|---|"]
     lines += [f"| {k} | {_pct(r['miou'])} | {_pct(r['fwiou'])} | {_pct(r['macc'])} | {_pct(r['pacc'])} | "
               f"{_pct(r['miou_diff'], '+.2f')} | {r['seconds_per_image']:.3f} |" for k, r in results.items()]

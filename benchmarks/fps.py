@@ -38,7 +38,7 @@ from sanrt.export.parity import machine_info, sample_photos
 from sanrt.export.quantize import add_variant
 from sanrt.model import SAN
 from sanrt.model.pipeline import TorchSegmenter
-from sanrt.runtime import choice, logs
+from sanrt.runtime import choice, cli, logs
 from sanrt.runtime.compare import cosine_min, label_agreement
 from sanrt.runtime.errors import SanrtError
 from sanrt.runtime.images import load_image
@@ -455,8 +455,7 @@ def parse_hw(s: str) -> tuple[int, int]:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_arguments(ap)
-    ap.add_argument("--engine", "--export", dest="engine", type=Path,
-                    help="export folder (default out/onnx/<name>; made if needed)")
+    cli.add_export_argument(ap, help="export folder (default out/onnx/<name>; made if needed)")
     ap.add_argument("--engines", type=Path, help="a TensorRT engine folder: adds the 'trt' and 'trt-cudagraph' paths (GPU)")
     ap.add_argument("--paths", help=f"comma-separated, from {','.join(ALL_PATHS)} (default: those this CPU runs "
                                     "natively; --quick also leaves out NNCF static INT8)")
@@ -479,7 +478,7 @@ def main(argv=None) -> int:
     logs.setup(args.verbose)
     torch.set_num_threads(args.threads)
     name = model_name(args)
-    export_dir = args.engine or ROOT / "out" / "onnx" / name
+    export_dir = args.export or ROOT / "out" / "onnx" / name
     results = args.results or ROOT / "benchmarks" / "results" / machine_slug()
     results.mkdir(parents=True, exist_ok=True)
     load_before = os.getloadavg()

@@ -22,7 +22,7 @@ from sanrt.export import build_model, export
 from sanrt.export.parity import compare, machine_info, sample_photos
 from sanrt.model import SAN
 from sanrt.model.pipeline import TorchSegmenter
-from sanrt.runtime import SanrtError, Segmenter, SegmentationWriter, check_vocabulary
+from sanrt.runtime import SanrtError, SegmentationWriter, Segmenter, check_vocabulary, cli
 from sanrt.runtime.manifest import Manifest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,13 +68,13 @@ def main(argv=None) -> int:
     ap.add_argument("--preset", choices=sorted(CHECKPOINTS), default="vit_b_16")
     ap.add_argument("--checkpoint", type=Path, help="default: models/<the release's file name>")
     ap.add_argument("--out", type=Path, help="default out/main_job (vit_b_16), out/main_job_<preset> otherwise")
-    ap.add_argument("--engine", "--export", dest="engine", type=Path, help="export folder (made or reused; "
+    cli.add_export_argument(ap, help="export folder (made or reused; "
                     "default out/onnx/<preset>)")
     ap.add_argument("--vocab", default=",".join(DEFAULT_VOCAB), help="comma-separated class names")
     ap.add_argument("--runs", type=int, default=3, help="timed runs per photo and path (after one warm-up)")
     args = ap.parse_args(argv)
     args.checkpoint = args.checkpoint or ROOT / "models" / CHECKPOINTS[args.preset]
-    args.engine = args.engine or ROOT / "out" / "onnx" / args.preset
+    args.export = args.export or ROOT / "out" / "onnx" / args.preset
     args.out = args.out or ROOT / "out" / ("main_job" if args.preset == "vit_b_16" else f"main_job_{args.preset}")
     title = TITLES[args.preset]
     torch.set_grad_enabled(False)
@@ -84,10 +84,10 @@ def main(argv=None) -> int:
         photos = sample_photos()
         writer.plan(list(photos))
         model, weights = load_model(args.preset, args.checkpoint)
-        ensure_export(model, weights, args.engine)
+        ensure_export(model, weights, args.export)
 
         # 1. The runtime on photos: ONNX Runtime FP32 on the CPU, the reference path.
-        seg = Segmenter(args.engine, backend="onnxruntime", device="cpu")
+        seg = Segmenter(args.export, backend="onnxruntime", device="cpu")
         log("the runtime on the sample photos")
         vocab = seg.vocabulary(names, use_cache=False)
         for name, img in photos.items():

@@ -1,7 +1,7 @@
 """Peak memory of the runtime (not a timed test): a huge photo through the CLI, and one Segmenter fed
 images of many random sizes, each scenario in a fresh process, peak and steady RSS measured.
 
-    python benchmarks/memory.py --engine out/onnx/vit_b_16 [--images 400] [--huge 10000]
+    python benchmarks/memory.py --export out/onnx/vit_b_16 [--images 400] [--huge 10000]
 
 Scenarios: `huge`: a --huge x --huge photo (a sample photo scaled up, JPEG) through runtime/infer.py
 (decoded, segmented with ADE-150, label PNG, overlay and JSON written, as
@@ -19,6 +19,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from sanrt.runtime import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -87,7 +89,7 @@ def huge_photo(path: Path, side: int) -> None:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--engine", "--export", dest="engine", type=Path, required=True, help="an sanrt export folder")
+    cli.add_export_argument(ap, required=True, help="an sanrt export folder")
     ap.add_argument("--images", type=int, default=400)
     ap.add_argument("--max-side", type=int, default=2000, help="largest random side of the `sizes` images")
     ap.add_argument("--huge", type=int, default=10000, help="side of the huge photo")
@@ -97,9 +99,9 @@ def main(argv=None) -> int:
 
     results = args.results or ROOT / "benchmarks" / "results" / machine_slug()
     results.mkdir(parents=True, exist_ok=True)
-    rep = {"machine": cpu_model(), "cores": os.cpu_count(), "cpu_flags": cpu_flags(), "engine": str(args.engine),
+    rep = {"machine": cpu_model(), "cores": os.cpu_count(), "cpu_flags": cpu_flags(), "engine": str(args.export),
            "date": time.strftime("%Y-%m-%d %H:%M"), "huge": {}, "sizes": {}}
-    manifest = json.loads((args.engine / "manifest.json").read_text())
+    manifest = json.loads((args.export / "manifest.json").read_text())
     rep["model"] = manifest.get("preset")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -110,12 +112,12 @@ def main(argv=None) -> int:
             print(f"[{time.strftime('%H:%M:%S')}] huge {args.huge}x{args.huge} photo, {label}", file=sys.stderr)
             env = dict(os.environ, SANRT_CACHE=str(tmp / "cache"))
             out = tmp / ("out_on" if shrink else "out_off")
-            payload, peak = run_isolated([sys.executable, "-c", CHILD_HUGE, str(args.engine), str(photo), str(out),
+            payload, peak = run_isolated([sys.executable, "-c", CHILD_HUGE, str(args.export), str(photo), str(out),
                                           "1" if shrink else "0"], env)
             rep["huge"][label] = {"peak_mb": round(peak), "seconds": round(payload["seconds"], 1),
                                   "outputs": sorted(p.name for p in out.iterdir())}
             print(f"[{time.strftime('%H:%M:%S')}] {args.images} random sizes, {label}", file=sys.stderr)
-            payload, peak = run_isolated([sys.executable, "-c", CHILD_SIZES, str(args.engine), str(args.images),
+            payload, peak = run_isolated([sys.executable, "-c", CHILD_SIZES, str(args.export), str(args.images),
                                           str(args.max_side), "1" if shrink else "0", "0"], env)
             trace = payload["trace_mb"]
             rep["sizes"][label] = {"peak_mb": round(peak), "last_mb": trace[-1], "max_traced_mb": max(trace),

@@ -5,7 +5,7 @@ square and non-square, batch 1 and 2, vocabularies of K = 1, 10, 171, 847 classe
     python benchmarks/parity.py --config tests/data/official/tiny_dev/tiny_config.json \\
         --checkpoint tests/data/official/tiny_dev/checkpoint.pth
 
-Exports into --engine (default out/onnx/<name>) unless --reuse-export, then writes
+Exports into --export (default out/onnx/<name>) unless --reuse-export, then writes
 parity_<name>.md and .json under --results (default benchmarks/results/<machine>/). Exit 1 when
 any output's err / max|ref| > 1e-4 or label agreement < 99.99 %.
 """
@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import torch
+from sanrt.runtime import cli
 from sanrt.export.models import add_model_arguments, model_from_args, model_name
 from sanrt.export.onnx_export import export
 from sanrt.export.parity import compare, machine_info, sample_photos
@@ -44,8 +45,8 @@ def vocabularies(ks) -> dict:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_arguments(ap)
-    ap.add_argument("--engine", "--export", dest="engine", type=Path, help="export folder (default out/onnx/<name>)")
-    ap.add_argument("--reuse-export", action="store_true", help="use --engine as it is")
+    cli.add_export_argument(ap, help="export folder (default out/onnx/<name>)")
+    ap.add_argument("--reuse-export", action="store_true", help="use --export as it is")
     ap.add_argument("--results", type=Path, help="report folder (default benchmarks/results/<machine>)")
     ap.add_argument("--ks", default="1,10,171,847", help="vocabulary sizes")
     ap.add_argument("--sizes", default="640x640,640x864", help="random-input sizes HxW")
@@ -53,7 +54,7 @@ def main(argv=None) -> int:
     ap.add_argument("--no-photos", action="store_true")
     args = ap.parse_args(argv)
     name = model_name(args)
-    export_dir = args.engine or ROOT / "out" / "onnx" / name
+    export_dir = args.export or ROOT / "out" / "onnx" / name
     results = args.results or ROOT / "benchmarks" / "results" / machine_slug()
     log = lambda s: print(f"[{time.strftime('%H:%M:%S')}] {s}", file=sys.stderr, flush=True)  # noqa: E731
     try:

@@ -1,6 +1,6 @@
 """Serve an export with Triton and check every answer against the in-process runtime.
 
-    python benchmarks/serve_check.py --engine out/onnx/vit_b_16 [--requests 24] [--concurrency 8]
+    python benchmarks/serve_check.py --export out/onnx/vit_b_16 [--requests 24] [--concurrency 8]
 
 Writes a Python-backend model repository (export/to_triton.py --image-backend python) into a temporary
 folder, starts the bundled tritonserver (127.0.0.1, free ports; `make serve-env`), sends concurrent
@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from sanrt.runtime import cli
 from sanrt.runtime.compare import label_agreement
 
 VOCABS = [("classes", ["person", "cat", "grass", "sky", "building"]), ("classes", ["cup", "table", "floor"]),
@@ -183,7 +184,7 @@ def check(engine: Path, requests: int = 24, concurrency: int = 8, instances: int
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--engine", "--export", dest="engine", type=Path, required=True, help="an sanrt export folder")
+    cli.add_export_argument(ap, required=True, help="an sanrt export folder")
     ap.add_argument("--requests", type=int, default=24)
     ap.add_argument("--concurrency", type=int, default=8)
     ap.add_argument("--instances", type=int, default=4, help="instances of the san pipeline model")
@@ -192,7 +193,7 @@ def main(argv=None) -> int:
     from sanrt.runtime import SanrtError
 
     try:
-        res = check(args.engine, args.requests, args.concurrency, args.instances, args.long_side,
+        res = check(args.export, args.requests, args.concurrency, args.instances, args.long_side,
                     log=lambda s: print(f"[{time.strftime('%H:%M:%S')}] {s}", file=sys.stderr, flush=True))
     except SanrtError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -1,6 +1,6 @@
 """Throughput and latency of the Triton pipeline against concurrency, beside the in-process runtime.
 
-    python benchmarks/serve_load.py --engine out/onnx/vit_b_16 [--requests 8] [--levels 1,2,4,8]
+    python benchmarks/serve_load.py --export out/onnx/vit_b_16 [--requests 8] [--levels 1,2,4,8]
 
 The bundled tritonserver (Python backend; the graph models on sanrt's ONNX Runtime runner) serves a
 Python-backend repository of the export; for each concurrency level, --requests requests per
@@ -18,6 +18,7 @@ import sys
 import tempfile
 import threading
 import time
+from sanrt.runtime import cli
 from pathlib import Path
 
 from serve_check import photos, request_inputs
@@ -27,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--engine", "--export", dest="engine", type=Path, required=True, help="an sanrt export folder")
+    cli.add_export_argument(ap, required=True, help="an sanrt export folder")
     ap.add_argument("--requests", type=int, default=8, help="requests per client thread at each level")
     ap.add_argument("--levels", default="1,2,4,8")
     ap.add_argument("--results", type=Path, help="report folder (default benchmarks/results/<machine>)")
@@ -42,7 +43,7 @@ def main(argv=None) -> int:
     levels = [int(v) for v in args.levels.split(",")]
     img = photos()["astronaut"]
     vocab = ("dataset", "ade150")
-    seg = Segmenter(args.engine, backend="onnxruntime", device="cpu")
+    seg = Segmenter(args.export, backend="onnxruntime", device="cpu")
     v = seg.vocabulary(dataset_vocabulary("ade150"))
     seg.segment([img], v)
     log("in-process runtime, batch 1")
@@ -59,7 +60,7 @@ def main(argv=None) -> int:
     env = serving_env()
     with tempfile.TemporaryDirectory() as tmp:
         repo = Path(tmp) / "repo"
-        write_repository(args.engine, repo, "python", site_dirs=[env["site_packages"]], queue_delay_us=20000,
+        write_repository(args.export, repo, "python", site_dirs=[env["site_packages"]], queue_delay_us=20000,
                          cache_dir=str(Path(tmp) / "vocab"), pipeline_instances=max(levels))
         log("starting tritonserver")
         with TritonServer(repo, start_timeout=300) as server:

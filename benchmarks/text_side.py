@@ -1,7 +1,7 @@
 """The text side: what a vocabulary costs, new, sharing names with known ones, and known.
 
     python benchmarks/text_side.py                       # out/onnx/vit_b_16, ONNX Runtime
-    python benchmarks/text_side.py --engine out/onnx/tiny --backend openvino
+    python benchmarks/text_side.py --export out/onnx/tiny --backend openvino
 
 Each scenario starts from an empty class-weight cache in a temporary folder (never the user's):
 1. ADE20K-150, nothing known: all 150 names x 14 templates through the text graph;
@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from sanrt.runtime import logs
+from sanrt.runtime import cli, logs
 from sanrt.runtime.compare import cosine_min
 from sanrt.runtime.errors import SanrtError
 from sanrt.runtime.machine import cpu_flags, cpu_model, machine_slug
@@ -54,7 +54,7 @@ def token_counts(seg: Segmenter, names: list[str]) -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--engine", "--export", dest="engine", type=Path, default=ROOT / "out" / "onnx" / "vit_b_16")
+    cli.add_export_argument(ap, default=ROOT / "out" / "onnx" / "vit_b_16")
     ap.add_argument("--backend", default="onnxruntime", choices=["onnxruntime", "openvino"])
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--results", type=Path, help="report folder (default benchmarks/results/<machine>)")
@@ -72,7 +72,7 @@ def main(argv=None) -> int:
     try:
         for label, before, names in scenarios:
             with tempfile.TemporaryDirectory() as cache:
-                seg = Segmenter(args.engine, backend=args.backend, threads=args.threads, cache_dir=Path(cache))
+                seg = Segmenter(args.export, backend=args.backend, threads=args.threads, cache_dir=Path(cache))
                 for v in before:
                     seg.vocabulary(v)
                 if label.endswith("again"):
@@ -90,13 +90,13 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     rep = {"machine": cpu_model(), "cpu_flags": cpu_flags(), "cores": os.cpu_count(), "threads": args.threads,
-           "backend": args.backend, "export": str(args.engine), "weights": seg.manifest["weights"],
+           "backend": args.backend, "export": str(args.export), "weights": seg.manifest["weights"],
            "templates": len(seg.manifest["templates"]), "rows": rows, "ade150_tokens": counts,
            "text_after": seg.text_after is not None,
            "date": time.strftime("%Y-%m-%d %H:%M")}
     lines = [f"# Text side: what a vocabulary costs ({args.backend}, text graph FP32)", "",
              f"- machine: {rep['machine']}; {rep['cores']} cores; flags {', '.join(rep['cpu_flags'])}; {args.threads} threads",
-             f"- export: {args.engine.name} ({rep['weights']}); {rep['templates']} templates per class; date {rep['date']}",
+             f"- export: {args.export.name} ({rep['weights']}); {rep['templates']} templates per class; date {rep['date']}",
              "- each scenario from an empty cache in a temporary folder; identity against the same vocabulary "
              "built with no cache", "",
              "| scenario | classes | names through the text graph | seconds | no cache, seconds | max abs diff | cosine min |",

@@ -1,7 +1,7 @@
 """INT8 image graphs for CPUs, added to an existing export folder (manifest updated).
 
-    python export/quantize.py --engine out/onnx/vit_b_16                 # NNCF static INT8 (QDQ ONNX)
-    python export/quantize.py --engine out/onnx/vit_b_16 --method dynamic  # ONNX Runtime dynamic INT8
+    python export/quantize.py --export out/onnx/vit_b_16                 # NNCF static INT8 (QDQ ONNX)
+    python export/quantize.py --export out/onnx/vit_b_16 --method dynamic  # ONNX Runtime dynamic INT8
 
 `static`: NNCF post-training quantisation of image.onnx (transformer preset; the side adapter and
 mask decoder kept in floating point) with a small calibration set -> image_int8.onnx, a QDQ ONNX
@@ -235,7 +235,7 @@ def main(argv=None) -> int:
 
 def _main(argv) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--engine", "--export", dest="engine", type=Path, required=True, help="an sanrt export folder")
+    cli.add_export_argument(ap, required=True, help="an sanrt export folder")
     ap.add_argument("--method", choices=sorted(VARIANT_FILES), default="static")
     ap.add_argument("--calibration-images", type=int, default=8)
     ap.add_argument("--for-cpu", choices=FOR_CPU, default="this",
@@ -244,9 +244,9 @@ def _main(argv) -> int:
     ap.add_argument("--verbose", action="store_true", help="show NNCF's and the backends' own log messages")
     args = ap.parse_args(argv)
     logs.setup(args.verbose)
-    precision = add_variant(args.engine, args.method, args.calibration_images,
+    precision = add_variant(args.export, args.method, args.calibration_images,
                             progress=lambda s: print(s, file=sys.stderr), for_cpu=args.for_cpu)
-    print(f"added the {precision} image graph to {args.engine}")
+    print(f"added the {precision} image graph to {args.export}")
     return 0
 
 

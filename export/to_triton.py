@@ -36,6 +36,7 @@ def main(argv=None) -> int:
 
 def _main(argv) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    # --engine as in infer.py: what the server runs, an export folder or its TensorRT engine folder
     ap.add_argument("--engine", "--export", dest="engine", type=Path, required=True,
                     help="an sanrt export folder, or its TensorRT engine folder for --image-backend tensorrt")
     ap.add_argument("--out", type=Path, required=True, help="repository folder to write (new or empty)")

@@ -4,9 +4,11 @@ tool was writing left out (each tool writes through sanrt.runtime.outputs: atomi
 built aside); never a traceback for either."""
 from __future__ import annotations
 
+import argparse
 import signal
 import sys
 import threading
+from pathlib import Path
 
 
 def _terminate(signum, frame):
@@ -32,3 +34,17 @@ def run(main, argv=None, errors=()) -> int:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+class _ExportOption(argparse.Action):
+    def __call__(self, parser, namespace, values, option_string=None):
+        if option_string != "--export":
+            print(f"notice: {option_string} is now --export (the old spelling still works)", file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
+def add_export_argument(ap: argparse.ArgumentParser, **kwargs) -> None:
+    """--export: an sanrt export folder, as every tool but infer.py names it (infer.py's --engine runs an
+    export or a TensorRT engine folder). --engine and --onnx, the older spellings, still work."""
+    kwargs.setdefault("help", "an sanrt export folder (export/to_onnx.py)")
+    ap.add_argument("--export", "--engine", "--onnx", dest="export", type=Path, action=_ExportOption, **kwargs)

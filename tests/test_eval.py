@@ -129,11 +129,11 @@ def test_eval_end_to_end_on_a_synthetic_dataset(tiny_export, tiny_dev, tmp_path,
             stored[gt == 255] = 0
         Image.fromarray(stored.astype(np.uint8)).save(lab_dir / f"{i:04d}.png")
     if mode == "voc20":
-        argv = ["--engine", str(tiny_export), "--dataset", "voc20", "--root", str(root), "--backend", "onnxruntime",
+        argv = ["--export", str(tiny_export), "--dataset", "voc20", "--root", str(root), "--backend", "onnxruntime",
                 "--out", str(tmp_path / "out")]
     else:
         (tmp_path / "classes.txt").write_text("\n".join(names) + "\n")
-        argv = ["--engine", str(tiny_export), "--images", str(img_dir), "--labels", str(lab_dir), "--vocab-file",
+        argv = ["--export", str(tiny_export), "--images", str(img_dir), "--labels", str(lab_dir), "--vocab-file",
                 str(tmp_path / "classes.txt"), "--reduce-zero-label", "--backend", "onnxruntime", "--out", str(tmp_path / "out")]
     capsys.readouterr()
     assert eval_miou.main(argv) == 0
@@ -146,7 +146,7 @@ def test_eval_end_to_end_on_a_synthetic_dataset(tiny_export, tiny_dev, tmp_path,
 
 
 def test_eval_errors_are_one_line(tiny_export, tmp_path, capsys):
-    assert _eval_miou().main(["--engine", str(tiny_export), "--dataset", "ade150", "--root", str(tmp_path)]) == 2
+    assert _eval_miou().main(["--export", str(tiny_export), "--dataset", "ade150", "--root", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: image folder not found")
 
@@ -165,7 +165,7 @@ def _tiny_set(root, n=2, ext=".png"):
                                   "value_k"])
 def test_eval_refuses_before_any_work(tiny_export, tmp_path, capsys, case):
     """One error line, exit 2, nothing written, found before the first image."""
-    argv = ["--engine", str(tiny_export), *_tiny_set(tmp_path), "--backend", "onnxruntime", "--out", str(tmp_path / "out")]
+    argv = ["--export", str(tiny_export), *_tiny_set(tmp_path), "--backend", "onnxruntime", "--out", str(tmp_path / "out")]
     (tmp_path / "out").mkdir()
     expect = {"limit0": "--limit must be 1 or more", "limit-1": "--limit must be 1 or more",
               "user_eval_json": "eval.json exists and was not written by sanrt",
@@ -194,7 +194,7 @@ def test_eval_refuses_before_any_work(tiny_export, tmp_path, capsys, case):
 
 
 def test_eval_finds_any_image_suffix_and_says_what_it_left_out(tiny_export, tmp_path, capsys):
-    argv = ["--engine", str(tiny_export), *_tiny_set(tmp_path, ext=".webp"), "--backend", "onnxruntime",
+    argv = ["--export", str(tiny_export), *_tiny_set(tmp_path, ext=".webp"), "--backend", "onnxruntime",
             "--out", str(tmp_path / "out")]
     Image.new("RGB", (8, 8)).save(tmp_path / "img" / "no_label.jpg")
     capsys.readouterr()

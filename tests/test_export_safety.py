@@ -80,10 +80,10 @@ def test_a_killed_quantisation_leaves_a_loadable_export(tiny_export, tmp_path):
     that is not whole, so the export still loads, FP32 included."""
     export = tmp_path / "export"
     shutil.copytree(tiny_export, export)
-    code, _, err = run_script("export/quantize.py", "--engine", export, "--method", "dynamic", "--calibration-images", "1")
+    code, _, err = run_script("export/quantize.py", "--export", export, "--method", "dynamic", "--calibration-images", "1")
     assert code == 0, err
     for delay in (0.0, 1.0, 3.0):
-        proc = _start("export/quantize.py", "--engine", export, "--method", "dynamic", "--calibration-images", "1")
+        proc = _start("export/quantize.py", "--export", export, "--method", "dynamic", "--calibration-images", "1")
         _wait_for(proc, "quantising")
         time.sleep(delay)
         proc.kill()
@@ -99,8 +99,8 @@ def test_a_killed_quantisation_leaves_a_loadable_export(tiny_export, tmp_path):
 @pytest.mark.parametrize("script,args,expect", [
     ("export/to_onnx.py", ["--random-init", "--out", "{user}"], "not sanrt's to replace"),
     ("export/to_onnx.py", ["--random-init", "--out", "/proc/sanrt_out"], "cannot write to /proc/sanrt_out"),
-    ("export/to_triton.py", ["--engine", "{export}", "--out", "/proc/sanrt_repo"], "cannot write to /proc/sanrt_repo"),
-    ("export/quantize.py", ["--engine", "{export}", "--calibration-images", "0"], "at least one calibration image"),
+    ("export/to_triton.py", ["--export", "{export}", "--out", "/proc/sanrt_repo"], "cannot write to /proc/sanrt_repo"),
+    ("export/quantize.py", ["--export", "{export}", "--calibration-images", "0"], "at least one calibration image"),
 ])
 def test_export_tools_refuse_in_one_line_and_write_nothing(tiny_export, tiny_dev, tmp_path, script, args, expect):
     user = tmp_path / "user"

@@ -9,7 +9,7 @@ def test_fps_harness_report(tiny_dev, tiny_export, tmp_path):
     export = tmp_path / "export"
     shutil.copytree(tiny_export, export)  # fps.py adds variants and verified.json to the folder it measures
     code, out, err = run_script("benchmarks/fps.py", "--config", tiny_dev / "tiny_config.json", "--checkpoint",
-                                tiny_dev / "checkpoint.pth", "--engine", export, "--paths", "torch-fp32,ort-fp32,ort-int8dyn",
+                                tiny_dev / "checkpoint.pth", "--export", export, "--paths", "torch-fp32,ort-fp32,ort-int8dyn",
                                 "--stress", "--size", "256x256", "--runs", "2", "--warmup", "1", "--sweep-runs", "1", "--batches", "1,2",
                                 "--results", tmp_path, timeout=900)
     assert code == 0, err
@@ -56,7 +56,7 @@ def test_postprocess_benchmark_report(tmp_path):
 
 def test_text_side_report(tiny_export, tmp_path):
     """benchmarks/text_side.py: per-name caching encodes only new names, with the same class weights."""
-    code, _, err = run_script("benchmarks/text_side.py", "--engine", tiny_export, "--results", tmp_path, timeout=600)
+    code, _, err = run_script("benchmarks/text_side.py", "--export", tiny_export, "--results", tmp_path, timeout=600)
     assert code == 0, err
     rep = json.loads((tmp_path / "text_side.json").read_text())
     encoded = [r["names_encoded"] for r in rep["rows"]]

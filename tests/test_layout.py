@@ -48,3 +48,13 @@ def test_infer_script_on_an_engine_folder_gives_the_true_reason(tiny_export, tmp
     assert code == 2 and "Traceback" not in err, err
     assert "cuda-python is not installed" not in err
     assert err.startswith(("error: CUDA", "error: TensorRT")), err  # no GPU here, or no TensorRT
+
+
+def test_export_folders_are_named_export_and_old_spellings_still_work(tiny_export, tmp_path):
+    """Every tool but infer.py names the export folder --export; --engine and --onnx still work
+    with one notice line."""
+    code, _, err = run_script("export/quantize.py", "--engine", tiny_export, "--calibration-images", "0")
+    assert code == 2 and err.splitlines()[0] == "notice: --engine is now --export (the old spelling still works)", err
+    assert err.splitlines()[1].startswith("error: quantisation needs at least one calibration image")
+    code, _, err = run_script("export/quantize.py", "--export", tiny_export, "--calibration-images", "0")
+    assert code == 2 and "notice" not in err, err

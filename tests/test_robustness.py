@@ -262,9 +262,9 @@ CASES = [
                                                   "--out", "/proc/sanrt_export"])),
     Case("quantize_no_images", "`quantize.py --calibration-images 0`",
          "`error: quantisation needs at least one calibration image, not 0`", "at least one calibration image",
-         lambda c: ("quantize", ["--engine", str(c.export), "--method", "dynamic", "--calibration-images", "0"])),
+         lambda c: ("quantize", ["--export", str(c.export), "--method", "dynamic", "--calibration-images", "0"])),
     Case("triton_unwritable", "`to_triton.py --out` that cannot be written", "`error: cannot write to PATH: ...`",
-         "cannot write to", lambda c: ("triton", ["--engine", str(c.export), "--out", "/proc/sanrt_repo"])),
+         "cannot write to", lambda c: ("triton", ["--export", str(c.export), "--out", "/proc/sanrt_repo"])),
     Case("eval_limit", "`eval_miou.py --limit 0` (or a negative limit)", "`error: --limit must be 1 or more, not 0`",
          "--limit must be 1 or more", lambda c: _eval_set(c, "--limit", "0")),
     Case("eval_value_k", "a label image holding the value K (one past the last class) where the ignore label is 255",
@@ -332,7 +332,7 @@ def _eval_set(ctx, *extra, label_value=0):
     h, w = np.asarray(Image.open(ctx.photo)).shape[:2]
     Image.fromarray(np.full((h, w), label_value, np.uint8)).save(d / "lab" / "a.png")
     (d / "classes.txt").write_text("cat\ndog\n")
-    return "eval", ["--engine", str(ctx.export), "--images", str(d / "img"), "--labels", str(d / "lab"), "--vocab-file",
+    return "eval", ["--export", str(ctx.export), "--images", str(d / "img"), "--labels", str(d / "lab"), "--vocab-file",
                     str(d / "classes.txt"), "--backend", "onnxruntime", "--out", str(ctx.out), *extra]
 
 

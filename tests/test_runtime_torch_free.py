@@ -114,13 +114,13 @@ def test_quantize_build_engine_and_to_triton_run_with_torch_blocked(tiny_export,
 
     folder = tmp_path / "export"
     shutil.copytree(tiny_export, folder)
-    code, _, err = _blocked("export/quantize.py", "--engine", folder, "--method", "dynamic", "--calibration-images", "1")
+    code, _, err = _blocked("export/quantize.py", "--export", folder, "--method", "dynamic", "--calibration-images", "1")
     assert code == 0, err
     assert "int8dyn" in json.loads((folder / "manifest.json").read_text())["graphs"]["image"]["variants"]
-    code, _, err = _blocked("export/to_triton.py", "--engine", folder, "--out", tmp_path / "repo")
+    code, _, err = _blocked("export/to_triton.py", "--export", folder, "--out", tmp_path / "repo")
     assert code == 0, err
     assert (tmp_path / "repo" / "san" / "config.pbtxt").is_file()
-    code, _, err = _blocked("export/build_engine.py", "--engine", folder)
+    code, _, err = _blocked("export/build_engine.py", "--export", folder)
     try:
         import tensorrt  # noqa: F401
     except (ImportError, OSError):  # the true reason, in one line, not a missing torch

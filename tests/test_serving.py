@@ -70,12 +70,12 @@ def test_configs_parse_and_match_the_manifest(tiny_export, engine_folder, tmp_pa
 
 
 def test_repository_errors_are_one_line(tiny_export, tmp_path):
-    code, _, err = run_script("export/to_triton.py", "--engine", tiny_export, "--out", tmp_path / "r",
+    code, _, err = run_script("export/to_triton.py", "--export", tiny_export, "--out", tmp_path / "r",
                               "--image-backend", "tensorrt")
     assert code == 2 and err.startswith("error: --image-backend tensorrt needs a TensorRT engine folder")
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "x").write_text("user file")
-    code, _, err = run_script("export/to_triton.py", "--engine", tiny_export, "--out", tmp_path / "full")
+    code, _, err = run_script("export/to_triton.py", "--export", tiny_export, "--out", tmp_path / "full")
     assert code == 2 and "is not empty" in err and (tmp_path / "full" / "x").read_text() == "user file"
 
 
@@ -90,7 +90,7 @@ def test_a_running_server_answers_as_the_runtime_does(small_export):
         serving_env()
     except BackendError as e:
         pytest.skip(f"{e}")
-    code, out, err = run_script("benchmarks/serve_check.py", "--engine", small_export, "--requests", "12",
+    code, out, err = run_script("benchmarks/serve_check.py", "--export", small_export, "--requests", "12",
                                 "--concurrency", "4", "--long-side", "160", timeout=600)
     res = json.loads(out.strip().splitlines()[-1])
     assert code == 0, err[-3000:]

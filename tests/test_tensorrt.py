@@ -138,7 +138,7 @@ def test_build_and_run_engines(tiny_dev, tmp_path):
     code, _, err = run_script("export/to_onnx.py", "--config", tiny_dev / "tiny_config.json", "--checkpoint",
                               tiny_dev / "checkpoint.pth", "--out", out, "--precision", "fp16")
     assert code == 0, err
-    code, _, err = run_script("export/build_engine.py", "--onnx", out, timeout=1800)
+    code, _, err = run_script("export/build_engine.py", "--export", out, timeout=1800)
     assert code == 0, err
     import numpy as np
     from PIL import Image
