@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 from peak import median_time
 from sanrt.export import build_model, export
+from sanrt.model import PRESET_INFO
 from sanrt.export.parity import compare, machine_info, sample_photos
 from sanrt.model import SAN
 from sanrt.model.pipeline import TorchSegmenter
@@ -34,8 +35,8 @@ def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
-CHECKPOINTS = {"vit_b_16": "san_vit_b_16.pth", "vit_l_14": "san_vit_large_14.pth"}
-TITLES = {"vit_b_16": "SAN ViT-B/16", "vit_l_14": "SAN ViT-L/14"}
+CHECKPOINTS = {name: p.checkpoint for name, p in PRESET_INFO.items()}
+TITLES = {name: p.title for name, p in PRESET_INFO.items()}
 
 
 def load_model(preset: str, checkpoint: Path) -> tuple[SAN, str]:

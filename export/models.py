@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import torch
-from sanrt.model import SAN, from_fixture_config, load_checkpoint, preset
+from sanrt.model import PRESETS, SAN, from_fixture_config, load_checkpoint, preset
 from sanrt.model.random_init import spread_random_init_
 from sanrt.runtime.manifest import sha256_file
 
@@ -45,7 +45,7 @@ def build_model(preset_name: str | None = None, config: str | Path | None = None
 def add_model_arguments(ap: argparse.ArgumentParser) -> None:
     """--preset | --config, and --checkpoint | --random-init [--seed]: what model_from_args reads."""
     which = ap.add_mutually_exclusive_group(required=True)
-    which.add_argument("--preset", choices=["vit_b_16", "vit_l_14"])
+    which.add_argument("--preset", choices=sorted(PRESETS))
     which.add_argument("--config", type=Path, help="a fixture's tiny_config.json")
     weights = ap.add_mutually_exclusive_group(required=True)
     weights.add_argument("--checkpoint", type=Path, help="official SAN checkpoint (.pth)")

@@ -84,7 +84,8 @@ def map_official_state_dict(official: dict, model: torch.nn.Module) -> dict[str,
     if problems:
         raise CheckpointError(f"checkpoint does not fit SAN config {model.cfg.name!r}: " + "; ".join(problems))
     # a NaN or infinite weight would export and run, then label every pixel alike
-    bad = [origin[k] for k, v in mapped.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    bad = [origin[k] for k, v in mapped.items()
+           if v.is_floating_point() and not v.is_meta and not torch.isfinite(v).all()]
     if bad:
         raise CheckpointError(f"checkpoint holds NaN or infinite values in {', '.join(bad[:5])}"
                               + (f" ... ({len(bad)} tensors)" if len(bad) > 5 else ""))

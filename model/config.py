@@ -1,10 +1,11 @@
-"""SAN model configurations: the two released presets and fixture configs (tiny_config.json)."""
+"""SAN model configurations: the released presets (model/presets/*.json) and fixture configs (tiny_config.json)."""
 from __future__ import annotations
 
 import dataclasses
 import json
 import math
 from dataclasses import dataclass, field
+from typing import NamedTuple
 from pathlib import Path
 
 from sanrt.runtime.errors import ConfigError
@@ -152,35 +153,42 @@ def check_config(c: SANConfig) -> None:
         need(problem is None, problem)
 
 
-_VIT_B_16 = dict(
-    clip_embed_dim=512,
-    clip_vision=dict(image_size=224, layers=12, width=768, patch_size=16),
-    clip_text=dict(context_length=77, vocab_size=49408, width=512, heads=8, layers=12),
-)
-_VIT_L_14_336 = dict(
-    clip_embed_dim=768,
-    clip_vision=dict(image_size=336, layers=24, width=1024, patch_size=14),
-    clip_text=dict(context_length=77, vocab_size=49408, width=768, heads=12, layers=12),
-)
+class Preset(NamedTuple):
+    """A released SAN, as data (model/presets/<name>.json, open_clip's model_configs style)."""
 
-PRESETS = {
-    # released san_vit_b_16.pth (configs/san_clip_vit_res4_coco.yaml)
-    "vit_b_16": SANConfig(name="vit_b_16", **_VIT_B_16),
-    # released san_vit_large_14.pth (configs/san_clip_vit_large_res4_coco.yaml)
-    "vit_l_14": SANConfig(
-        name="vit_l_14",
-        **_VIT_L_14_336,
-        feature_last_layer=18,
-        clip_scale=0.7,
-        fusion_map=((0, 0), (6, 1), (12, 2), (18, 3)),
-        bias_heads=16,
-    ),
-}
+    name: str
+    title: str  # for reports
+    checkpoint: str  # the released file's name (models/README.md)
+    source: str  # the official config it follows
+    config: SANConfig
+
+
+def _read_preset(path) -> Preset:
+    try:
+        d = json.loads(path.read_text(encoding="utf-8"))
+        c = dict(d["config"])
+        if "fusion_map" in c:
+            c["fusion_map"] = tuple(tuple(p) for p in c["fusion_map"])
+        return Preset(d["name"], d["title"], d["checkpoint"], d["source"], SANConfig(name=d["name"], **c))
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ConfigError(f"preset file {path} is damaged: {e}") from None
+
+
+def _presets() -> dict[str, Preset]:
+    from importlib.resources import files
+
+    folder = files(__package__).joinpath("presets")
+    found = [_read_preset(p) for p in sorted(folder.iterdir(), key=lambda p: p.name) if p.name.endswith(".json")]
+    return {p.name: p for p in found}
+
+
+PRESET_INFO = _presets()  # every released SAN sanrt knows: one JSON file each
+PRESETS = {name: p.config for name, p in PRESET_INFO.items()}
 
 
 def preset(name: str) -> SANConfig:
     if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+        raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(sorted(PRESETS))}")
     return PRESETS[name]
 
 
