@@ -74,6 +74,9 @@ class OnnxRuntimeRunner(Runner):
     def device(self) -> str:
         return self._device
 
+    def close(self):
+        self.session = None  # ONNX Runtime frees the session's memory with its last reference
+
     def infer(self, feed):
         shapes = tuple(np.shape(v) for v in feed.values())
         changed, self._last_shapes = shapes != self._last_shapes, shapes
@@ -111,6 +114,9 @@ class OpenVinoRunner(Runner):
         self._idle: queue.SimpleQueue = queue.SimpleQueue()
         self._idle.put(self.compiled.create_infer_request())
         self.outputs = [o.get_any_name() for o in self.compiled.outputs]
+
+    def close(self):
+        self.compiled, self._idle = None, queue.SimpleQueue()
 
     def infer(self, feed):
         try:

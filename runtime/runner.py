@@ -6,7 +6,10 @@ import numpy as np
 
 class Runner:
     """One graph on one backend: a dict of numpy inputs -> a dict of numpy outputs. `infer` may be
-    called from several threads at once (each backend makes sure of it)."""
+    called from several threads at once (each backend makes sure of it). `close()` (or leaving a
+    `with` block) frees what the runner holds; a runner is not used after it. Nothing is freed in
+    __del__: the order in which the interpreter collects objects at exit (a CUDA context before its
+    buffers) is not ours to rely on."""
 
     backend = "?"
 
@@ -16,3 +19,12 @@ class Runner:
     @property
     def device(self) -> str:
         return "cpu"
+
+    def close(self) -> None:
+        """Free sessions, engines and device memory (the CPU backends let their sessions go)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

@@ -212,6 +212,18 @@ class Segmenter:
         ids = m.identity(m["graphs"]["text"]["file"], m["classifier"]["file"])
         self.source = hashlib.sha256(json.dumps(ids, sort_keys=True).encode()).hexdigest()[:16]
 
+    def close(self) -> None:
+        """Free every runner's sessions, engines and device memory; the Segmenter is not used after."""
+        for r in (self.image_graph, self.text_graph, self.head_graph, self.text_after):
+            if r is not None:
+                r.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
     # ---- vocabulary -------------------------------------------------------------------------------
     def check_class_count(self, k: int) -> None:
         """RangeError when the export takes no vocabulary of k classes."""

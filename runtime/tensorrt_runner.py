@@ -147,10 +147,13 @@ class TensorRTRunner(Runner):
             self.rt.cudaGraphDestroy(graph)
         self.graphs.clear()
 
-    def __del__(self):
-        if getattr(self, "graphs", None):
-            self._drop_graphs()
-        for b in getattr(self, "buffers", {}).values():
-            b.free()
-        if getattr(self, "stream", None) is not None:
-            self.rt.cudaStreamDestroy(self.stream)
+    def close(self):
+        with self._lock:  # not while a call runs
+            if getattr(self, "graphs", None):
+                self._drop_graphs()
+            for b in getattr(self, "buffers", {}).values():
+                b.free()
+            if getattr(self, "stream", None) is not None:
+                self.rt.cudaStreamDestroy(self.stream)
+                self.stream = None
+            self.context = self.engine = None

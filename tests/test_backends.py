@@ -150,3 +150,16 @@ def test_int8_recipe_per_cpu_tier(tiny_export, tmp_path, monkeypatch, caplog):
     monkeypatch.setattr(choice, "matrix_tier", lambda flags: "vnni")
     Segmenter(graphs["vnni"], backend="onnxruntime", precision="fp32", cache_dir=tmp_path / "c")
     assert not [r for r in caplog.records if r.name == "sanrt"]  # FP32 needs no verification
+
+
+def test_runners_and_segmenters_close_as_context_managers(tiny_export, tmp_path):
+    """close() and `with` free a runner's session; nothing is freed in __del__ (no finalizer)."""
+    import sanrt.runtime.tensorrt_runner  # noqa: F401 - imports without TensorRT; its runner counts too
+    from sanrt.runtime.runner import Runner
+
+    assert {c.__name__ for c in Runner.__subclasses__()} >= {"OnnxRuntimeRunner", "OpenVinoRunner", "TensorRTRunner"}
+    assert "__del__" not in {n for cls in Runner.__subclasses__() for n in vars(cls)}
+    with Segmenter(tiny_export, backend="onnxruntime", cache_dir=tmp_path) as seg:
+        assert len(seg.vocabulary(["cat", "dog"])) == 2
+    with make_runner("onnxruntime", tiny_export / "head.onnx", device="cpu") as r:
+        assert r.outputs == ["class_logits"]
