@@ -56,7 +56,7 @@ def main(argv=None) -> int:
 def _main(argv) -> int:
     from sanrt.runtime import cli
 
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = cli.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     cli.add_export_argument(ap, required=True, help="an sanrt export folder")
     src = ap.add_mutually_exclusive_group(required=True)
     src.add_argument("--dataset", help="ade150, ade847, pc59, pc459, coco_stuff171 or voc20 (with --root)")
@@ -101,10 +101,30 @@ def _main(argv) -> int:
         log.warning(f"{matched.unlabelled} images without a label and {matched.orphans} labels without an image "
                     "are left out")
     found = matched.pairs[: args.limit] if args.limit else matched.pairs
+    if args.compare is not None:
+        entries = [c.strip() for c in args.compare.split(",")]
+        if not all(entries) or any(c.count(":") > 1 or c.startswith(":") or c.endswith(":") for c in entries):
+            raise DatasetError(f"--compare {args.compare!r} names an empty precision: e.g. fp32,int8dyn or "
+                               "onnxruntime:fp32,openvino:bf16")
+        if len(set(entries)) != len(entries):
+            raise DatasetError(f"--compare {args.compare!r} names a precision twice")
     runs = [(args.backend, args.precision)] if not args.compare else [
         tuple(c.split(":")) if ":" in c else ("onnxruntime" if args.backend == "auto" else args.backend, c)
-        for c in args.compare.split(",")]
+        for c in entries]
+    made_out = not args.out.exists()
     check_replaceable(outputs, args.out)
+    try:
+        return _evaluate_and_report(args, runs, found, names, ignore, title, outputs)
+    except BaseException:
+        if made_out and args.out.is_dir() and not any(args.out.iterdir()):
+            args.out.rmdir()  # a run that wrote nothing leaves no new folder behind
+        raise
+
+
+def _evaluate_and_report(args, runs, found, names, ignore, title, outputs) -> int:
+    from sanrt.runtime import Segmenter
+    from sanrt.runtime.outputs import save_json, save_markdown
+
     # every run's graphs and vocabulary before the first image: a bad precision fails now, not after a run
     segs = [Segmenter(args.export, backend=b, precision=p) for b, p in runs]
     vocabs = [s.vocabulary(names) for s in segs]

@@ -65,7 +65,7 @@ def ensure_export(model: SAN, weights: str, folder: Path) -> None:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = cli.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--preset", choices=sorted(CHECKPOINTS), default="vit_b_16")
     ap.add_argument("--checkpoint", type=Path, help="default: models/<the release's file name>")
     ap.add_argument("--out", type=Path, help="default out/main_job (vit_b_16), out/main_job_<preset> otherwise")

@@ -88,7 +88,7 @@ def huge_photo(path: Path, side: int) -> None:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = cli.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     cli.add_export_argument(ap, required=True, help="an sanrt export folder")
     ap.add_argument("--images", type=int, default=400)
     ap.add_argument("--max-side", type=int, default=2000, help="largest random side of the `sizes` images")

@@ -43,7 +43,7 @@ def vocabularies(ks) -> dict:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = cli.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_arguments(ap)
     cli.add_export_argument(ap, help="export folder (default out/onnx/<name>)")
     ap.add_argument("--reuse-export", action="store_true", help="use --export as it is")

@@ -183,7 +183,7 @@ def check(engine: Path, requests: int = 24, concurrency: int = 8, instances: int
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = cli.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     cli.add_export_argument(ap, required=True, help="an sanrt export folder")
     ap.add_argument("--requests", type=int, default=24)
     ap.add_argument("--concurrency", type=int, default=8)

@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = cli.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     cli.add_export_argument(ap, required=True, help="an sanrt export folder")
     ap.add_argument("--requests", type=int, default=8, help="requests per client thread at each level")
     ap.add_argument("--levels", default="1,2,4,8")

@@ -53,7 +53,7 @@ def token_counts(seg: Segmenter, names: list[str]) -> dict:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = cli.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     cli.add_export_argument(ap, default=ROOT / "out" / "onnx" / "vit_b_16")
     ap.add_argument("--backend", default="onnxruntime", choices=["onnxruntime", "openvino"])
     ap.add_argument("--threads", type=int, default=os.cpu_count())

@@ -24,7 +24,7 @@ def main(argv=None) -> int:
 
 
 def _main(argv) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = cli.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     cli.add_export_argument(ap, required=True, help="an sanrt export folder")
     ap.add_argument("--out", type=Path, help="engine folder (default <export>/engines)")
     ap.add_argument("--precision", choices=["fp16", "fp32"], default="fp16")

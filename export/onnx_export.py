@@ -42,12 +42,19 @@ class ExportRanges:
     classes: tuple[int, int] = (1, 1024)  # K, without the background row
     texts: tuple[int, int] = (1, 4096)  # text-graph batch N
 
+    # what the outputs can hold: label PNGs and Triton's LABELS are 16-bit, a padded side is the
+    # model's at most (checked against the config at export), batches and texts are bounded by memory
+    LIMITS = {"batch": 1024, "side": 8192, "classes": 65535, "texts": 65536}
+
     def __post_init__(self):
-        """Refuse ranges that admit no input (an export that would refuse everything)."""
+        """Refuse ranges that admit no input (an export that would refuse everything), or more than
+        the outputs can hold."""
         for name in ("batch", "side", "classes", "texts"):
             lo, hi = getattr(self, name)
             if not 1 <= lo <= hi:
                 raise ValueError(f"export range {name} {lo}..{hi} admits nothing (need 1 <= min <= max)")
+            if hi > self.LIMITS[name]:
+                raise ValueError(f"export range {name} up to {hi} is past what sanrt can serve ({self.LIMITS[name]})")
         if self.multiple < 1 or self.side[1] < self.multiple:
             raise ValueError(f"the largest side {self.side[1]} is under the size multiple {self.multiple}")
 

@@ -30,9 +30,10 @@ from sanrt.runtime import cli, logs
 from sanrt.runtime.errors import SanrtError
 from sanrt.runtime.machine import cpu_flags, int8_weight_bits, matrix_tier
 from sanrt.runtime.manifest import MANIFEST, Manifest, sha256_file
-from sanrt.runtime.outputs import new_file_mode, write_atomic
+from sanrt.runtime.outputs import lock_folder, new_file_mode, write_atomic
 from sanrt.runtime.preprocess import pad_batch, prepare
 
+MAX_CALIBRATION = 256
 VARIANT_FILES = {"static": ("int8", "image_int8.onnx"), "dynamic": ("int8dyn", "image_int8dyn.onnx")}
 
 
@@ -188,9 +189,22 @@ def recipe_for(for_cpu: str = "this") -> dict:
 
 
 def add_variant(export_dir: Path, method: str, n_images: int = 8, progress=print, for_cpu: str = "this") -> str:
-    if n_images < 1:
+    if not isinstance(n_images, int) or n_images < 1:
         raise SanrtError(f"quantisation needs at least one calibration image, not {n_images}")
+    if n_images > MAX_CALIBRATION:
+        raise SanrtError(f"{n_images} calibration images is past {MAX_CALIBRATION} (each is held in memory; 8 is the recipe)")
     export_dir = Path(export_dir)
+    Manifest.load(export_dir, verify=False)  # an export at all, before taking its lock
+    # one quantisation per export at a time: two would each write the manifest they read, and one
+    # variant would be lost
+    lock = lock_folder(export_dir, f"another quantisation is changing {export_dir}; wait for it")
+    try:
+        return _add_variant(export_dir, method, n_images, progress, for_cpu)
+    finally:
+        os.close(lock)
+
+
+def _add_variant(export_dir: Path, method: str, n_images: int, progress, for_cpu: str) -> str:
     m = Manifest.load(export_dir)
     precision, name = VARIANT_FILES[method]
     recipe = recipe_for(for_cpu)
@@ -234,7 +248,7 @@ def main(argv=None) -> int:
 
 
 def _main(argv) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = cli.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     cli.add_export_argument(ap, required=True, help="an sanrt export folder")
     ap.add_argument("--method", choices=sorted(VARIANT_FILES), default="static")
     ap.add_argument("--calibration-images", type=int, default=8)

@@ -15,8 +15,6 @@ import argparse
 import sys
 from pathlib import Path
 
-from sanrt.export.models import add_model_arguments, export_model
-from sanrt.export.onnx_export import ExportRanges
 from sanrt.runtime import cli
 from sanrt.runtime.manifest import is_export
 from sanrt.runtime.outputs import plan_folder
@@ -27,7 +25,11 @@ def main(argv=None) -> int:
 
 
 def _main(argv) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    # torch and open_clip load here, inside cli.run: Ctrl-C while they load is one line too
+    from sanrt.export.models import add_model_arguments, export_model
+    from sanrt.export.onnx_export import ExportRanges
+
+    ap = cli.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_arguments(ap)
     ap.add_argument("--out", type=Path, required=True, help="export folder to write")
     ap.add_argument("--max-batch", type=int, default=ExportRanges.batch[1])

@@ -35,11 +35,11 @@ def main(argv=None) -> int:
 
 
 def _main(argv) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = cli.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     # --engine as in infer.py: what the server runs, an export folder or its TensorRT engine folder
     ap.add_argument("--engine", "--export", dest="engine", type=Path, required=True,
                     help="an sanrt export folder, or its TensorRT engine folder for --image-backend tensorrt")
-    ap.add_argument("--out", type=Path, required=True, help="repository folder to write (new or empty)")
+    ap.add_argument("--out", type=Path, required=True, help="repository folder to write (new, empty, or an earlier sanrt repository)")
     ap.add_argument("--image-backend", choices=IMAGE_BACKENDS, default="onnxruntime",
                     help="Triton backend of the graph models (python: sanrt's ONNX Runtime runner in the Python backend)")
     ap.add_argument("--max-batch", type=int, default=None, help="largest image batch (default: the export's)")

@@ -11,6 +11,14 @@ import threading
 from pathlib import Path
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with its usage errors as one `error:` line (exit code 2, as argparse's own)."""
+
+    def error(self, message):
+        print(f"error: {message} (see --help)", file=sys.stderr)
+        sys.exit(2)
+
+
 def _terminate(signum, frame):
     raise KeyboardInterrupt  # unwinds like Ctrl-C: finally blocks remove partial files
 

@@ -13,6 +13,8 @@ ENGINE_META = "engine.json"
 def resolve(path: str | Path) -> tuple[Path, dict | None]:
     """An export folder, an engine folder, or one of its .engine files -> (export folder, engine
     metadata or None)."""
+    if not isinstance(path, (str, Path)):
+        raise ExportFolderError(f"an export is a folder path, not {type(path).__name__}")
     path = Path(path)
     folder = path.parent if path.suffix == ".engine" else path
     meta_path = folder / ENGINE_META

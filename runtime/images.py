@@ -88,6 +88,8 @@ def _decode(source, what) -> np.ndarray:
 
 def load_image(path: str | Path) -> np.ndarray:
     """An image file -> RGB uint8 [H, W, 3], decoded whole (a truncated file is an ImageError)."""
+    if not isinstance(path, (str, Path)):
+        raise ImageError(f"load_image takes a file path, not {type(path).__name__} (decode_image reads bytes)")
     path = Path(path)
     if not path.exists():
         raise ImageError(f"image not found: {path}")
@@ -103,17 +105,19 @@ def decode_image(data: bytes, what: str = "image") -> np.ndarray:
     return _decode(io.BytesIO(data), what)
 
 
-def expand_image_args(args: list[str]) -> list[Path]:
-    """PATH | DIR | GLOB arguments -> image files, in order, without duplicates."""
+def expand_image_args(args: list[str], skip=None) -> list[Path]:
+    """PATH | DIR | GLOB arguments -> image files, in order, without duplicates. `skip(path)`: files a
+    folder or glob finds that are not inputs (infer.py: sanrt's own outputs from an earlier run into
+    that folder); a file named by itself is always taken."""
     out: list[Path] = []
     for a in args:
         p = Path(a)
         if p.is_dir():
-            found = sorted(q for q in p.iterdir() if q.suffix.lower() in IMAGE_SUFFIXES)
+            found = sorted(q for q in p.iterdir() if q.suffix.lower() in IMAGE_SUFFIXES and not (skip and skip(q)))
             if not found:
                 raise ImageError(f"no images in folder {p}")
         elif any(c in a for c in "*?["):
-            found = sorted(Path(q) for q in glob.glob(a, recursive=True) if Path(q).is_file())
+            found = sorted(Path(q) for q in glob.glob(a, recursive=True) if Path(q).is_file() and not (skip and skip(Path(q))))
             if not found:
                 raise ImageError(f"no files match {a}")
         else:

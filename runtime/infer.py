@@ -18,7 +18,9 @@ from pathlib import Path
 
 
 def parse_args(argv):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    from sanrt.runtime import cli
+
+    ap = cli.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--engine", "--export", required=True, type=Path,
                     help="an sanrt export folder (export/to_onnx.py), or a TensorRT engine folder (export/build_engine.py)")
     ap.add_argument("--image", required=True, nargs="+", help="image files, folders or globs")
@@ -53,7 +55,9 @@ def run(args) -> int:
         names = read_vocabulary_file(args.vocab_file)
     else:
         names = dataset_vocabulary(args.dataset)
-    paths = expand_image_args(args.image)
+    from sanrt.runtime.outputs import written_by_sanrt
+
+    paths = expand_image_args(args.image, skip=written_by_sanrt)  # re-running into the input folder works
     seg = Segmenter(args.engine, backend=args.backend, precision=args.precision, device=args.device,
                     threads=args.threads, cuda_graph=args.cuda_graph)
     seg.check_class_count(len(names))
@@ -95,8 +99,11 @@ def _segment(args, seg, names, paths, writer) -> int:
 
 
 def main(argv=None) -> int:
-    from sanrt.runtime import cli
-
+    try:
+        from sanrt.runtime import cli  # loads numpy, PIL and the runtime: Ctrl-C may come meanwhile
+    except KeyboardInterrupt:
+        print("interrupted: nothing half-written was left", file=sys.stderr)
+        return 130
     return cli.run(_main, argv)
 
 

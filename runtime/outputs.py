@@ -58,10 +58,30 @@ def write_atomic(path: Path, write) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def lock_folder(folder: Path, busy: str) -> int:
+    """An exclusive lock on `folder` (an flock on the folder itself: no file is left), across
+    processes; OutputError(busy) when another run holds it. Returns the descriptor to os.close()."""
+    import fcntl
+
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise OutputError(busy) from None
+    return fd
+
+
+def _through_link(out) -> Path:
+    """A symbolic link to a folder is the user's: the folder it names is built, the link is kept."""
+    out = Path(out)
+    return out.resolve() if out.is_symlink() else out
+
+
 def plan_folder(out: Path, replaceable=lambda folder: False) -> None:
     """build_folder's checks, for a tool to run before its work: OutputError when `out` is a file, a
     folder of someone else's files, or cannot be written beside."""
-    out = Path(out)
+    out = _through_link(out)
     if out.exists() and not out.is_dir():
         raise OutputError(f"--out {out} is a file, not a folder")
     if out.is_dir() and any(out.iterdir()) and not replaceable(out):
@@ -82,7 +102,7 @@ def build_folder(out: Path, build, replaceable=lambda folder: False):
     own earlier result); anything else is refused before any work. Returns what build returns."""
     import shutil
 
-    out = Path(out)
+    out = _through_link(out)
     plan_folder(out, replaceable)
     try:
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
@@ -167,6 +187,8 @@ class SegmentationWriter:
     `plan` checks every name first; `write` then writes one image's files."""
 
     def __init__(self, out_dir: str | Path, overlay: bool = True):
+        if not isinstance(out_dir, (str, Path)):
+            raise OutputError(f"an output folder is a path, not {type(out_dir).__name__}")
         self.out = Path(out_dir)
         self.overlay = overlay
         self._lock = None  # the output folder's lock, held from plan() until close()
@@ -185,16 +207,9 @@ class SegmentationWriter:
 
     def _take_folder(self) -> None:
         """One writer per output folder at a time (across processes): a second run into the same --out
-        would interleave its files with this one's. An flock on the folder itself leaves no file."""
-        import fcntl
-
-        fd = os.open(self.out, os.O_RDONLY)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
-            raise OutputError(f"another sanrt run is writing into {self.out}; wait for it or choose another --out") from None
-        self._lock = fd
+        would interleave its files with this one's."""
+        self._lock = lock_folder(self.out, f"another sanrt run is writing into {self.out}; wait for it or choose "
+                                           "another --out")
 
     def names(self, stem: str) -> list[Path]:
         files = [f"{stem}_labels.png", *([f"{stem}_overlay.png"] if self.overlay else []), f"{stem}.json"]
@@ -203,7 +218,9 @@ class SegmentationWriter:
     def plan(self, stems: list[str], inputs=()) -> None:
         """OutputError before anything is written: stems that collide, an output folder that cannot be
         made or written, an output name that exists without sanrt's mark or is one of `inputs`."""
-        bad = [s for s in stems if not isinstance(s, str) or s != Path(s).name or s in ("", ".", "..")]
+        if isinstance(stems, str) or not isinstance(stems, (list, tuple)):
+            raise OutputError("plan() takes a list of names: pass [name] for one")
+        bad = [s for s in stems if not isinstance(s, str) or s != Path(s).name or s in ("", ".", "..") or "\x00" in s]
         if bad:
             raise OutputError(f"{bad[0]!r} is not a plain file name: outputs stay inside {self.out}")
         if len(set(stems)) != len(stems):
@@ -238,6 +255,12 @@ class SegmentationWriter:
         if stem not in self._planned:
             raise OutputError(f"SegmentationWriter.write({stem!r}) before plan() named it: plan the names first, so "
                               "that no file sanrt did not write is replaced")
+        labels = getattr(seg, "labels", None)
+        if not (isinstance(labels, np.ndarray) and labels.ndim == 2 and hasattr(seg, "names")):
+            raise OutputError(f"write() takes a Segmentation (Segmenter.segment's answer), not {type(seg).__name__}")
+        if self.overlay and (not isinstance(image, np.ndarray) or image.shape[:2] != labels.shape):
+            raise OutputError(f"the image ({getattr(image, 'shape', '?')}) is not the one segmented "
+                              f"({labels.shape[1]}x{labels.shape[0]}): pass the image given to segment()")
         paths = self.names(stem)
         try:
             save_png(label_png(seg.labels), paths[0])

@@ -38,7 +38,7 @@ log = logging.getLogger("sanrt")
 
 
 def default_cache_dir() -> Path:
-    return Path(os.environ.get("SANRT_CACHE", Path.home() / ".cache" / "sanrt")) / "vocab"
+    return Path(os.environ.get("SANRT_CACHE") or Path.home() / ".cache" / "sanrt") / "vocab"  # empty: unset
 
 
 @dataclass(frozen=True)
@@ -126,8 +126,10 @@ def _check_options(backend, precision, device, threads) -> None:
         raise BackendError(f"precision must be a name such as 'fp32', not {type(precision).__name__}")
     if not isinstance(device, str) or device not in DEVICES:
         raise BackendError(f"device must be one of {', '.join(DEVICES)}, not {device!r}")
-    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
-        raise BackendError(f"threads must be a whole number of 1 or more (None: the backend's default), not {threads!r}")
+    most = 4 * (os.cpu_count() or 1)  # more only costs memory and switching: a typo, not a setting
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= most):
+        raise BackendError(f"threads must be a whole number from 1 to {most} (4 per core here; None: the backend's "
+                           f"default), not {threads!r}")
 
 
 class Segmenter:

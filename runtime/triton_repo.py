@@ -17,7 +17,7 @@ from pathlib import Path
 from .segmenter import TEXT_CHUNK
 from .engines import resolve
 from .errors import BackendError, OutputError
-from .outputs import build_folder
+from .outputs import build_folder, plan_folder
 from .manifest import Manifest
 
 IMAGE_BACKENDS = ("tensorrt", "onnxruntime", "openvino", "python")
@@ -83,8 +83,7 @@ def write_repository(engine: str | Path, out: str | Path, image_backend: str = "
     if image_backend == "tensorrt" and engines is None:
         raise BackendError("--image-backend tensorrt needs a TensorRT engine folder (export/build_engine.py) as --engine")
     out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise OutputError(f"{out} exists and is not empty: write the repository into a new folder")
+    plan_folder(out, is_repository)  # a new or empty folder, or an earlier sanrt repository
     r = m["ranges"]
     b_hi = min(max_batch or r["batch"][1], r["batch"][1])
     if b_hi < 1:
@@ -140,5 +139,13 @@ def write_repository(engine: str | Path, out: str | Path, image_backend: str = "
         (repo / NAMES["pipeline"] / "1" / "model.py").write_text(MODEL_PY.format(site_dirs=list(site_dirs or []),
                                                                                cls="PipelineModel"))
 
-    build_folder(out, write)  # whole or not at all: a new or empty folder only
+    build_folder(out, write, is_repository)  # whole or not at all
     return configs
+
+
+def is_repository(folder: Path) -> bool:
+    """The folder holds a repository write_repository made (its san model is sanrt's pipeline)."""
+    try:
+        return "sanrt.runtime.triton_models" in (Path(folder) / NAMES["pipeline"] / "1" / "model.py").read_text()
+    except OSError:
+        return False

@@ -18,6 +18,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+from . import cli
 from .errors import BackendError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -148,7 +149,7 @@ class TritonServer:
 def _serve(argv) -> int:
     import argparse
 
-    ap = argparse.ArgumentParser(prog="python -m sanrt.runtime.triton_server",
+    ap = cli.ArgumentParser(prog="python -m sanrt.runtime.triton_server",
                                  description="Serve a repository (export/to_triton.py) on 127.0.0.1 until Ctrl-C or SIGTERM.")
     ap.add_argument("repo", type=Path)
     args = ap.parse_args(argv)
@@ -165,8 +166,6 @@ def _serve(argv) -> int:
 
 
 def main(argv=None) -> int:
-    from . import cli
-
     return cli.run(_serve, argv)
 
 

@@ -18,8 +18,13 @@ def palette(n: int) -> np.ndarray:
 
 def label_png(labels: np.ndarray) -> Image.Image:
     """Single-channel PNG whose pixel values are class indices (16-bit past 255 classes)."""
-    if labels.max(initial=0) < 256:
+    top = int(labels.max(initial=0))
+    if top < 256:
         return Image.fromarray(labels.astype(np.uint8), mode="L")
+    if top > 65535:  # would wrap silently in 16 bits
+        from .errors import OutputError
+
+        raise OutputError(f"class index {top} does not fit a 16-bit label PNG (at most 65536 classes)")
     return Image.fromarray(labels.astype(np.uint16))
 
 

@@ -43,6 +43,7 @@ CONTEXT_LENGTH = 77  # CLIP's text context: tokens past it are cut
 # Longer names are refused: CLIP keeps at most 75 of a name's tokens (a few hundred characters), and
 # BPE time grows with the square of a word's length (a 20,000-letter word: 34 s)
 MAX_NAME_CHARS = 1000
+MAX_VOCAB_FILE_CHARS = 10_000_000
 
 
 def _visible(name: str) -> bool:
@@ -106,7 +107,12 @@ def read_vocabulary_file(path) -> list[str]:
     (as Windows editors write) is dropped."""
     try:
         with open(path, encoding="utf-8-sig") as f:
-            lines = [line.strip() for line in f]
+            # bounded: a vocabulary of names CLIP can read is far smaller (ADE-847 is 12 kB)
+            text = f.read(MAX_VOCAB_FILE_CHARS + 1)
+        if len(text) > MAX_VOCAB_FILE_CHARS:
+            raise VocabularyError(f"vocabulary file {path} is over {MAX_VOCAB_FILE_CHARS // 1_000_000} million characters: "
+                                  "not a list of class names")
+        lines = [line.strip() for line in text.splitlines()]
     except FileNotFoundError:
         raise VocabularyError(f"vocabulary file not found: {path}") from None
     except IsADirectoryError:
@@ -136,6 +142,8 @@ def dataset_vocabulary(name: str) -> list[str]:
     import json
     from importlib.resources import files
 
+    if not isinstance(name, str):
+        raise VocabularyError(f"a dataset is named by text, such as 'ade150', not {type(name).__name__}")
     key = name.lower().replace("-", "").replace("_", "")
     table = {k.replace("_", ""): k for k in DATASET_TITLES}
     if key not in table:

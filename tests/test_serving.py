@@ -76,7 +76,11 @@ def test_repository_errors_are_one_line(tiny_export, tmp_path):
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "x").write_text("user file")
     code, _, err = run_script("export/to_triton.py", "--export", tiny_export, "--out", tmp_path / "full")
-    assert code == 2 and "is not empty" in err and (tmp_path / "full" / "x").read_text() == "user file"
+    assert code == 2 and "is not sanrt's to replace" in err and (tmp_path / "full" / "x").read_text() == "user file"
+    code, _, err = run_script("export/to_triton.py", "--engine", tiny_export, "--out", tmp_path / "repo")
+    assert code == 0, err
+    code, _, err = run_script("export/to_triton.py", "--engine", tiny_export, "--out", tmp_path / "repo")
+    assert code == 0, err  # its own earlier repository is replaced whole
 
 
 def test_a_running_server_answers_as_the_runtime_does(small_export):
