@@ -512,8 +512,14 @@ def main(argv=None) -> int:
             paths += [RuntimePath(p, args.engines, args.threads) for p in ("trt", "trt-cudagraph")]
         photos = sample_photos()
         vocab = VOCABS[args.k]()
+        torch_vocab = None
         for p in paths:
+            if isinstance(p, TorchPath) and torch_vocab is not None:
+                p.vocab = torch_vocab  # one model, FP32 text side: the same class weights, made once
+                continue
             p.set_vocabulary(vocab)
+            if isinstance(p, TorchPath):
+                torch_vocab = p.vocab
         log("accuracy against PyTorch FP32 on the sample photos")
         acc, classes = accuracy([p for p in paths if p is not ref], ref, photos)
         stressed = [p for p in wanted if p in RUNTIME_PATHS and RUNTIME_PATHS[p][1] != "fp32"] if args.stress else []
