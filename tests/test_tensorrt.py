@@ -87,7 +87,7 @@ def test_build_without_tensorrt_is_one_line(tiny_export):
         pytest.skip("TensorRT is installed here")
     except (ImportError, OSError):
         pass
-    code, _, err = run_script("export/build_engine.py", "--onnx", tiny_export, "--out", tiny_export / "engines_x")
+    code, _, err = run_script("export/build_engine.py", "--export", tiny_export, "--out", tiny_export / "engines_x")
     assert code == 2 and err.startswith("error: TensorRT is not installed") and "Traceback" not in err
     assert not (tiny_export / "engines_x").exists()
 
