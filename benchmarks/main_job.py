@@ -19,9 +19,8 @@ from pathlib import Path
 import torch
 from peak import median_time
 from sanrt.export import build_model, export
-from sanrt.model import PRESET_INFO
 from sanrt.export.parity import compare, machine_info, sample_photos
-from sanrt.model import SAN
+from sanrt.model import PRESET_INFO, SAN
 from sanrt.model.pipeline import TorchSegmenter
 from sanrt.runtime import SanrtError, SegmentationWriter, Segmenter, check_vocabulary, cli
 from sanrt.runtime.manifest import Manifest
