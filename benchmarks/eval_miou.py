@@ -6,8 +6,8 @@ infer.py's class): detectron2's SemSegEvaluator metrics, one or several precisio
     python benchmarks/eval_miou.py --export out/onnx/vit_b_16 --images my/images --labels my/labels \\
         --vocab-file my/classes.txt [--ignore-label 255] [--reduce-zero-label]
 
---dataset reads the layout SAN's preparation scripts produce under --root (sanrt.runtime.evaluation
-.LAYOUTS; validation splits); label images hold class indices in vocabulary order. Prints per-class
+--dataset reads the layout SAN's preparation scripts produce under --root (sanrt.runtime.datasets
+.DATASETS; validation splits); label images hold class indices in vocabulary order. Prints per-class
 IoU and accuracy and the totals; writes eval.json and eval.md into --out (each whole, never over a
 file sanrt did not write; checked before the first image); the last stdout line is one
 JSON object {"images", "miou", "pacc", "macc", "fwiou"} (percentages; with --compare, those of the
@@ -20,27 +20,7 @@ import argparse
 import json
 import logging
 import sys
-import time
 from pathlib import Path
-
-
-def evaluate(seg, vocab, pairs, layout_ignore: int, reduce_zero_label: bool, desc: str) -> dict:
-    from tqdm import tqdm
-
-    from sanrt.runtime import load_image
-    from sanrt.runtime.evaluation import ConfusionMatrix, read_label
-
-    cm = ConfusionMatrix(len(vocab), layout_ignore)
-    seconds = 0.0
-    bar = tqdm(pairs, desc=desc, unit="img", file=sys.stderr)
-    for i, (image_path, label_path) in enumerate(bar, 1):
-        img = load_image(image_path)
-        t = time.perf_counter()
-        [res] = seg.segment([img], vocab)
-        seconds += time.perf_counter() - t
-        cm.update(res.labels, read_label(label_path, layout_ignore, reduce_zero_label), str(label_path))
-        bar.set_postfix(img_s=f"{i / seconds:.2f}")
-    return {**cm.metrics(list(vocab.names)), "images": len(pairs), "seconds_per_image": seconds / len(pairs)}
 
 
 def _pct(v, spec: str = ".2f") -> str:
@@ -74,9 +54,10 @@ def _main(argv) -> int:
     ap.add_argument("--limit", type=int, help="the first N images only (N >= 1)")
     ap.add_argument("--out", type=Path, default=Path("out/eval"))
     args = ap.parse_args(argv)
-    from sanrt.runtime import Segmenter, dataset_vocabulary, logs, read_vocabulary_file
-    from sanrt.runtime.evaluation import LAYOUTS, DatasetError, pairs
-    from sanrt.runtime.outputs import check_replaceable, save_json, save_markdown
+    from sanrt.runtime import SanrtError, logs, read_vocabulary_file
+    from sanrt.evaluation.miou import DatasetError, pairs
+    from sanrt.runtime.datasets import DATASETS, dataset
+    from sanrt.runtime.outputs import check_replaceable
 
     logs.setup()
     log = logging.getLogger("sanrt")
@@ -84,13 +65,14 @@ def _main(argv) -> int:
     if args.limit is not None and args.limit < 1:
         raise DatasetError(f"--limit must be 1 or more, not {args.limit}")
     if args.dataset:
-        key = args.dataset.lower()
-        if key not in LAYOUTS:
-            raise DatasetError(f"unknown dataset {args.dataset!r}; choose one of {', '.join(LAYOUTS)}")
-        lay = LAYOUTS[key]
+        try:
+            d = dataset(args.dataset)
+        except SanrtError:
+            raise DatasetError(f"unknown dataset {args.dataset!r}; choose one of {', '.join(DATASETS)}") from None
+        lay = d.layout
         matched = pairs(args.root / lay.images, args.root / lay.labels, lay.image_ext, lay.label_ext)
-        names, ignore = dataset_vocabulary(key), lay.ignore_label
-        title = f"{key} ({args.root / lay.labels})"
+        names, ignore = d.names, d.ignore_label
+        title = f"{d.key} ({args.root / lay.labels})"
     else:
         if not (args.labels and args.vocab_file):
             raise DatasetError("--images needs --labels and --vocab-file")
@@ -122,6 +104,7 @@ def _main(argv) -> int:
 
 
 def _evaluate_and_report(args, runs, found, names, ignore, title, outputs) -> int:
+    from sanrt.evaluation import miou
     from sanrt.runtime import Segmenter
     from sanrt.runtime.outputs import save_json, save_markdown
 
@@ -131,7 +114,7 @@ def _evaluate_and_report(args, runs, found, names, ignore, title, outputs) -> in
     results = {}
     for seg, vocab in zip(segs, vocabs):
         label = f"{seg.backend}:{seg.precision}"
-        results[label] = evaluate(seg, vocab, found, ignore, args.reduce_zero_label, label)
+        results[label] = miou.evaluate(seg, vocab, found, ignore, args.reduce_zero_label, label)
     first = next(iter(results.values()))
     for label, r in results.items():
         r["miou_diff"] = r["miou"] - first["miou"] if r["miou"] is not None and first["miou"] is not None else None

@@ -19,7 +19,6 @@ benchmarks/results/<machine>/ (or --results).
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import platform
@@ -31,36 +30,33 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from peak import GEMM, gemm_peaks, graph_flops
+from sanrt.benchmarks.lib.environment import machine_info
+from sanrt.benchmarks.lib.peak import GEMM, gemm_peaks, graph_flops
+from sanrt.benchmarks.lib.photos import input_of, sample_photos
+from sanrt.benchmarks.lib.report import results_dir, write_report
+from sanrt.benchmarks.lib.timing import interleaved
+from sanrt.evaluation import verify
+from sanrt.evaluation.verify import PROBE_NOTE
 from sanrt.export.models import add_model_arguments, model_from_args, model_name
 from sanrt.export.onnx_export import export
-from sanrt.export.parity import machine_info, sample_photos
 from sanrt.export.quantize import add_variant
 from sanrt.model import SAN
 from sanrt.model.pipeline import TorchSegmenter
 from sanrt.runtime import choice, cli, logs
-from sanrt.runtime.compare import cosine_min, label_agreement
+from sanrt.runtime.backends import BY_NAME, PATHS
 from sanrt.runtime.errors import SanrtError
 from sanrt.runtime.images import load_image
-from sanrt.runtime.machine import cpu_flags, int8_weight_bits, machine_slug, matrix_tier
+from sanrt.runtime.machine import cpu_flags, int8_weight_bits, matrix_tier
 from sanrt.runtime.manifest import Manifest
 from sanrt.runtime.segmenter import Segmenter
 from sanrt.runtime.visualize import label_png
-from sanrt.runtime.vocabulary import dataset_vocabulary
+from sanrt.runtime.datasets import dataset_vocabulary
 
 ROOT = Path(__file__).resolve().parents[1]
-GEMM_DESC = f"[{GEMM[0]}x{GEMM[1]}] x [{GEMM[1]}x{GEMM[2]}] (benchmarks/peak.py)"
+GEMM_DESC = f"[{GEMM[0]}x{GEMM[1]}] x [{GEMM[1]}x{GEMM[2]}] (benchmarks/lib/peak.py)"
 VOCABS = {20: lambda: dataset_vocabulary("voc20"), 150: lambda: dataset_vocabulary("ade150"),
           847: lambda: dataset_vocabulary("ade847")}
-RUNTIME_PATHS = {  # name (after the precision it runs): (backend, image-graph precision)
-    "ort-fp32": ("onnxruntime", "fp32"),
-    "ort-int8dyn": ("onnxruntime", "int8dyn"),
-    "ort-fp16": ("onnxruntime", "fp16"),  # needs an export made with --precision fp16 (the GPU graph, proven on CPU)
-    "ov-fp32": ("openvino", "fp32"),
-    "ov-bf16": ("openvino", "bf16"),
-    "ov-int8": ("openvino", "int8"),
-    "ov-int8-bf16": ("openvino", "int8-bf16"),
-}
+RUNTIME_PATHS = tuple(p.name for p in PATHS if p.device == "cpu")  # the registry's CPU paths
 TORCH_PATHS = ("torch-fp32", "torch-bf16", "torch-compile")
 BF16_PATHS = ("torch-bf16", "ov-bf16", "ov-int8-bf16")  # native only with AVX512-BF16 or AMX
 STATIC_INT8 = ("ov-int8", "ov-int8-bf16")  # NNCF calibration: minutes to make (16 on a 2-core Zen 3)
@@ -103,11 +99,10 @@ class TorchPath:
         self.vocab = self.seg.vocabulary(names)
 
     def encode(self, images):
+        """The image graph and the head, timed together as the runtime paths' encode."""
         with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.autocast):
             enc = self.seg.encode_images(images)
-            enc["logits"] = SAN.classify(enc["mask_emb"], self.vocab.class_weights)
-        enc["mask_emb"] = enc["mask_emb"].float()
-        enc["mask_logits"] = enc["mask_logits"].float()
+            enc.logits = SAN.classify(torch.from_numpy(enc.mask_emb), torch.from_numpy(np.array(self.vocab.class_weights)))
         return enc
 
     def finish(self, enc):
@@ -120,7 +115,7 @@ class RuntimePath:
         if name.startswith("trt"):  # export_dir is then an engine folder (export/build_engine.py)
             self.seg = Segmenter(export_dir, cuda_graph=name == "trt-cudagraph")
             return
-        backend, precision = RUNTIME_PATHS[name]
+        backend, precision = BY_NAME[name].backend, BY_NAME[name].precision
         sanrt_log = logging.getLogger("sanrt")
         level = sanrt_log.level
         sanrt_log.setLevel(logging.ERROR)  # no "not verified here" warning: this run is the verification
@@ -141,78 +136,15 @@ class RuntimePath:
         return self.seg.classify(enc, self.vocab)
 
 
-# ---- measurement ----------------------------------------------------------------------------------
-def stats(times: list[float], batch: int) -> dict:
-    t = np.array(times)
-    return {"median_s": float(np.median(t)), "p90_s": float(np.percentile(t, 90)), "p99_s": float(np.percentile(t, 99)),
-            "mean_s": float(t.mean()), "runs": len(times), "images_per_s": batch / float(np.median(t))}
-
-
-def interleaved(paths: list, images, runs: int, warmup: int) -> dict:
-    """Time path.encode(images) for every path, A B C A B C ..., after `warmup` calls each."""
-    for p in paths:
-        for i in range(warmup + getattr(p, "extra_warmup", 0)):
-            t = time.perf_counter()
-            p.encode(images)
-            if i == 0 and getattr(p, "extra_warmup", 0):  # torch.compile compiles in the first call
-                p.compile_s = time.perf_counter() - t
-    times = {p.name: [] for p in paths}
-    for _ in range(runs):
-        for p in paths:
-            t = time.perf_counter()
-            p.encode(images)
-            times[p.name].append(time.perf_counter() - t)
-    return {name: stats(ts, len(images)) for name, ts in times.items()}
-
-
-PROBE_NOTE = "150 random class directions, SAN's semantic inference at the mask grid"
-
-
-def probe_labels(mask_emb: np.ndarray, mask_logits: np.ndarray, k: int = 150, seed: int = 0) -> np.ndarray:
-    """Labels at the mask grid from a probe classifier: k random unit class directions (CLIP's logit
-    scale 100), SAN's semantic inference (sum over queries of class probability x mask probability).
-    With random weights the text side gives nearly one class everywhere (label agreement then says
-    little); the probe's labels spread over many classes and flip with small errors in either output."""
-    d = mask_emb.shape[-1]
-    w = np.random.default_rng(seed).standard_normal((k + 1, d)).astype(np.float32)
-    w *= 100.0 / np.linalg.norm(w, axis=1, keepdims=True)
-    e = mask_emb / np.linalg.norm(mask_emb, axis=-1, keepdims=True)
-    logits = e @ w.T
-    probs = np.exp(logits - logits.max(-1, keepdims=True))
-    probs = (probs / probs.sum(-1, keepdims=True))[:, :-1]  # [Q, k], background dropped as SAN does
-    masks = 1.0 / (1.0 + np.exp(-mask_logits.astype(np.float32)))  # [Q, h, w]
-    return np.einsum("qk,qhw->khw", probs, masks).argmax(0)
+# ---- accuracy -------------------------------------------------------------------------------------
+def answers(path, photos: dict) -> dict:
+    """{photo: Segmentation} of one path, each photo alone."""
+    return {n: path.finish(path.encode([img]))[0] for n, img in photos.items()}
 
 
 def accuracy(paths: list, ref_path: TorchPath, photos: dict) -> tuple[dict, dict]:
-    """({path: label agreement (dataset vocabulary; probe classifier), mask-embedding cosine against
-    PyTorch FP32, photo by photo}, how many classes the reference's labels hold per photo)."""
-    def outputs(r):
-        get = (lambda k: getattr(r, k)) if hasattr(r, "labels") else r.__getitem__
-        return get("labels"), np.asarray(get("mask_emb")), np.asarray(get("mask_logits"))
-
-    out = {}
-    ref_out = {n: ref_path.finish(ref_path.encode([img]))[0] for n, img in photos.items()}
-    refs = {n: outputs(r) for n, r in ref_out.items()}
-    ref_scores = {n: r["scores"] for n, r in ref_out.items()}  # near-ties of PyTorch FP32 are counted apart
-    probes = {n: probe_labels(r[1], r[2]) for n, r in refs.items()}
-    for p in paths:
-        agree, agree_all, ties, probe, cos = [], [], [], [], []
-        for n, img in photos.items():
-            labels, emb, masks = outputs(p.finish(p.encode([img]))[0])
-            a = label_agreement(labels, refs[n][0], ref_scores[n])
-            agree.append(a.agreement)
-            agree_all.append(a.agreement_all)
-            ties.append(a.ties / a.pixels)
-            probe.append(label_agreement(probe_labels(emb, masks), probes[n]).agreement_all)
-            cos.append(cosine_min(emb, refs[n][1]))
-        out[p.name] = {"label_agreement": float(np.mean(agree)), "label_agreement_min": min(agree),
-                       "label_agreement_all": float(np.mean(agree_all)), "tie_fraction": float(np.mean(ties)),
-                       "probe_label_agreement": float(np.mean(probe)), "probe_label_agreement_min": min(probe),
-                       "mask_emb_cosine_min": min(cos)}
-    classes = {"labels": [int(len(np.unique(r[0]))) for r in refs.values()],
-               "probe_labels": [int(len(np.unique(v))) for v in probes.values()]}
-    return out, classes
+    """sanrt.evaluation.verify.accuracy of every path against PyTorch FP32 on the photos."""
+    return verify.accuracy({p.name: answers(p, photos) for p in paths}, answers(ref_path, photos))
 
 
 STRESS = {"magnitude": 3000.0, "channels": 4, "normed_gain": 40.0}  # add_outlier_channels_'s settings
@@ -237,7 +169,7 @@ def stress_accuracy(model: SAN, weights_desc: str, export_dir: Path, names: list
     desc = f"{weights_desc}; outlier stress ({', '.join(f'{k} {v:g}' for k, v in STRESS.items())})"
     sdir = export_dir.parent / f"{export_dir.name}_stress"
     try:
-        fresh = Manifest.load(sdir)["weights"] != desc
+        fresh = Manifest.load(sdir).weights != desc
     except SanrtError:
         fresh = True
     if fresh:
@@ -255,15 +187,15 @@ def ensure_variants(export_dir: Path, names: list[str], like: Path | None = None
     """Add the INT8 image graphs the runtime paths `names` read, where the export lacks them (or,
     with `like`, where its graph was made with other quantisation settings than like's)."""
     def recipe(folder: Path, prec: str) -> dict:
-        q = dict(Manifest.load(folder).data.get("quantization", {}).get(prec, {}))
+        q = dict(Manifest.load(folder).quantization.get(prec, {}))
         q.pop("seconds", None)
         return q
 
     for p in names:
-        prec = RUNTIME_PATHS.get(p, (None, "fp32"))[1].split("-")[0]
+        prec = BY_NAME[p].graph if p in BY_NAME else "fp32"
         if prec not in ("int8", "int8dyn"):
             continue
-        have = prec in Manifest.load(export_dir)["graphs"]["image"].get("variants", {})
+        have = prec in Manifest.load(export_dir).graphs["image"].variants
         # a graph quantised for another CPU tier is made again with this tier's recipe
         other_tier = have and recipe(export_dir, prec).get("weight_bits", 8) != int8_weight_bits()
         if not have or other_tier or (like is not None and recipe(export_dir, prec) != recipe(like, prec)):
@@ -291,12 +223,6 @@ def end_to_end_split(path: RuntimePath, img: np.ndarray, out_dir: Path, runs: in
     return {k: statistics.median(r[k] for r in rows) for k in rows[0]}
 
 
-def input_of(photos: dict, hw: tuple[int, int], batch: int) -> list[np.ndarray]:
-    """`batch` originals that ResizeShortestEdge maps to exactly hw (photos resized with PIL)."""
-    imgs = list(photos.values())
-    return [np.asarray(Image.fromarray(imgs[i % len(imgs)]).resize((hw[1], hw[0]), Image.BILINEAR)) for i in range(batch)]
-
-
 # ---- report ----------------------------------------------------------------------------------------
 # the precision whose GEMM peak bounds each path (ONNX Runtime's FP16 graph computes in FP32 on CPUs)
 PEAK_PRECISION = {"torch-fp32": "fp32", "torch-compile": "fp32", "torch-bf16": "bf16", "ort-fp32": "fp32",
@@ -306,21 +232,7 @@ PEAK_PRECISION = {"torch-fp32": "fp32", "torch-compile": "fp32", "torch-bf16": "
 
 def choosable(name: str, acc: dict, stress: dict) -> bool:
     """Whether the automatic choice would take this path with these measurements."""
-    return choice.choosable({**acc, "precision": RUNTIME_PATHS.get(name, (None, "fp32"))[1],
-                             **({"stress": stress[name]} if name in stress else {})})
-
-
-def int8_by_tier(manifest: Manifest) -> dict:
-    """{machine: {INT8 path: accuracy}} from every machine's entry in verified.json whose graphs are
-    still this export's: what INT8 gave on each CPU tier measured."""
-    out = {}
-    for slug, entry in choice._read(manifest).items():
-        rows = {n: {k: p.get(k) for k in ("label_agreement", "mask_emb_cosine_min", "stress")}
-                for n, p in (entry.get("paths") or {}).items()
-                if isinstance(p, dict) and p.get("precision") in choice.STRESS_CHECKED and choice._valid(manifest, p)}
-        if rows:
-            out[slug] = rows
-    return out
+    return verify.choosable(name, acc, stress.get(name))
 
 
 def strongest_torch(timings: dict) -> str | None:
@@ -351,7 +263,7 @@ def to_markdown(rep: dict) -> str:
     emulated = set(rep.get("emulated") or ())
     for name, t in sorted(main["timings"].items(), key=lambda kv: kv[1]["median_s"]):
         acc = rep["accuracy"].get(name, {})
-        recipe = (rep.get("int8_recipes") or {}).get(RUNTIME_PATHS.get(name, (None, "fp32"))[1].split("-")[0])
+        recipe = (rep.get("int8_recipes") or {}).get(BY_NAME[name].graph if name in BY_NAME else None)
         label = name + (" (emulated BF16)" if name in emulated else "") + \
             (f" ({recipe['weight_bits']}-bit weights)" if recipe and recipe.get("weight_bits") else "")
         vs = f"{main['timings'][strongest]['median_s'] / t['median_s']:.2f}x" if strongest else "-"
@@ -479,14 +391,13 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     name = model_name(args)
     export_dir = args.export or ROOT / "out" / "onnx" / name
-    results = args.results or ROOT / "benchmarks" / "results" / machine_slug()
-    results.mkdir(parents=True, exist_ok=True)
+    results = results_dir(args.results)
     load_before = os.getloadavg()
     try:
         model, weights_desc = model_from_args(args)
         try:
             m = Manifest.load(export_dir)
-            fresh = m["weights"] != weights_desc
+            fresh = m.weights != weights_desc
         except SanrtError:
             fresh = True
         if fresh:
@@ -522,7 +433,7 @@ def main(argv=None) -> int:
                 torch_vocab = p.vocab
         log("accuracy against PyTorch FP32 on the sample photos")
         acc, classes = accuracy([p for p in paths if p is not ref], ref, photos)
-        stressed = [p for p in wanted if p in RUNTIME_PATHS and RUNTIME_PATHS[p][1] != "fp32"] if args.stress else []
+        stressed = [p for p in wanted if p in RUNTIME_PATHS and BY_NAME[p].precision != "fp32"] if args.stress else []
         stress, stress_classes = stress_accuracy(model, weights_desc, export_dir, stressed, photos, vocab, args.threads) \
             if stressed else ({}, None)
         hw = parse_hw(args.size)
@@ -540,7 +451,7 @@ def main(argv=None) -> int:
                "compile_s": next((p.compile_s for p in paths if p.name == "torch-compile"), None), "sweeps": [],
                "cpu_tier": tier, "skipped": skipped, "emulated": emulated,
                "int8_recipes": {k: {f: v.get(f) for f in ("weight_bits", "cpu_tier", "tool")}
-                                for k, v in Manifest.load(export_dir).data.get("quantization", {}).items()}}
+                                for k, v in Manifest.load(export_dir).quantization.items()}}
         try:
             import openvino
 
@@ -579,16 +490,12 @@ def main(argv=None) -> int:
     except (SanrtError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    choice.record(Manifest.load(export_dir), {  # engines are chosen by passing them, not automatically
-        p.name: {"backend": RUNTIME_PATHS[p.name][0], "precision": RUNTIME_PATHS[p.name][1],
-                 "median_s": main_t[p.name]["median_s"], **acc[p.name],
-                 **({"stress": stress[p.name]} if p.name in stress else {})}
+    verify.record(Manifest.load(export_dir), {  # engines are chosen by passing them, not automatically
+        p.name: {"median_s": main_t[p.name]["median_s"], **acc[p.name], **({"stress": stress[p.name]} if p.name in stress else {})}
         for p in paths if isinstance(p, RuntimePath) and p.name in RUNTIME_PATHS}, source=f"benchmarks/fps.py {rep['date']}, {main_label}")
-    rep["int8_by_tier"] = int8_by_tier(Manifest.load(export_dir))
+    rep["int8_by_tier"] = verify.int8_by_tier(Manifest.load(export_dir))
     stem = f"fps_{name}"
-    (results / f"{stem}.json").write_text(json.dumps(rep, indent=1))
-    (results / f"{stem}.md").write_text(to_markdown(rep))
-    plot(rep, results / f"{stem}.png")
+    write_report(results, stem, rep, to_markdown(rep), plot)
     print(to_markdown(rep))
     print(f"wrote {results / stem}.{{json,md,png}}")
     return 0

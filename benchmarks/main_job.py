@@ -17,9 +17,11 @@ from importlib.metadata import version
 from pathlib import Path
 
 import torch
-from peak import median_time
+from sanrt.benchmarks.lib.timing import median_time
 from sanrt.export import build_model, export
-from sanrt.export.parity import compare, machine_info, sample_photos
+from sanrt.benchmarks.lib.environment import machine_info
+from sanrt.benchmarks.lib.photos import sample_photos
+from sanrt.export.parity import compare
 from sanrt.model import PRESET_INFO, SAN
 from sanrt.model.pipeline import TorchSegmenter
 from sanrt.runtime import SanrtError, SegmentationWriter, Segmenter, check_vocabulary, cli
@@ -52,8 +54,8 @@ def ensure_export(model: SAN, weights: str, folder: Path) -> None:
     """Export unless `folder` already holds an intact export of these weights by this sanrt."""
     try:
         m = Manifest.load(folder)
-        same_config = m["config"] == json.loads(json.dumps(model.cfg.to_dict()))
-        if m["weights"] == weights and m["sanrt_version"] == version("sanrt") and same_config:
+        same_config = m.config == json.loads(json.dumps(model.cfg.to_dict()))
+        if m.weights == weights and m.sanrt_version == version("sanrt") and same_config:
             log(f"reusing the export in {folder}")
             return
     except SanrtError:

@@ -20,11 +20,13 @@ import torch
 from sanrt.runtime import cli
 from sanrt.export.models import add_model_arguments, model_from_args, model_name
 from sanrt.export.onnx_export import export
-from sanrt.export.parity import compare, machine_info, sample_photos
+from sanrt.benchmarks.lib.environment import machine_info
+from sanrt.benchmarks.lib.photos import sample_photos
+from sanrt.export.parity import compare
 from sanrt.runtime.errors import SanrtError
 from sanrt.runtime.machine import machine_slug
 from sanrt.runtime.segmenter import Segmenter
-from sanrt.runtime.vocabulary import dataset_vocabulary
+from sanrt.runtime.datasets import dataset_vocabulary
 
 ROOT = Path(__file__).resolve().parents[1]
 TEN = ["person", "sky", "tree", "grass", "building", "cup", "table", "wall", "car", "dog"]
@@ -62,8 +64,8 @@ def main(argv=None) -> int:
         if not args.reuse_export:
             export(model, export_dir, weights_desc, progress=log)
         seg = Segmenter(export_dir, backend="onnxruntime", device="cpu")
-        if seg.manifest["weights"] != weights_desc:
-            raise ValueError(f"{export_dir} holds weights {seg.manifest['weights']!r}, not {weights_desc!r}")
+        if seg.manifest.weights != weights_desc:
+            raise ValueError(f"{export_dir} holds weights {seg.manifest.weights!r}, not {weights_desc!r}")
         sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes.split(",") if s]
         res = compare(model, seg, {} if args.no_photos else sample_photos(),
                       vocabularies([int(k) for k in args.ks.split(",")]), sizes,

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from sanrt.export.parity import machine_info
+from sanrt.benchmarks.lib.environment import machine_info
 from sanrt.model.postprocess import semantic_inference as torch_semantic_inference
 from sanrt.runtime.machine import machine_slug
 from sanrt.runtime.postprocess import semantic_inference

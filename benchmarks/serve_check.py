@@ -15,7 +15,6 @@ stops the server. Last stdout line, one JSON object:
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import sys
 import tempfile
@@ -25,49 +24,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from sanrt.benchmarks.lib.photos import sample_photos
 from sanrt.runtime import cli
-from sanrt.runtime.compare import label_agreement
+from sanrt.serving.client import request_inputs
+from sanrt.evaluation.compare import label_agreement
 
 VOCABS = [("classes", ["person", "cat", "grass", "sky", "building"]), ("classes", ["cup", "table", "floor"]),
           ("dataset", "voc20")]
-
-
-def photos(long_side: int | None = None) -> dict:
-    """scikit-image's three colour photos, optionally scaled down so the long side is `long_side`."""
-    from skimage import data
-
-    out = {}
-    for n in ("astronaut", "coffee", "chelsea"):
-        img = getattr(data, n)()
-        if long_side:
-            s = long_side / max(img.shape[:2])
-            img = np.asarray(Image.fromarray(img).resize((round(img.shape[1] * s), round(img.shape[0] * s)), Image.BILINEAR))
-        out[n] = img
-    return out
-
-
-def request_inputs(mod, image, vocab, encoded: bool):
-    """tritonclient InferInputs for the `san` model (mod: tritonclient.http or .grpc)."""
-    inputs = []
-    if encoded:
-        buf = io.BytesIO()
-        Image.fromarray(image).save(buf, format="PNG")
-        t = mod.InferInput("IMAGE", [1], "BYTES")
-        t.set_data_from_numpy(np.array([buf.getvalue()], dtype=np.object_))
-    else:
-        t = mod.InferInput("IMAGE_RGB", list(image.shape), "UINT8")
-        t.set_data_from_numpy(image)
-    inputs.append(t)
-    kind, value = vocab
-    if kind == "classes":
-        t = mod.InferInput("CLASSES", [len(value)], "BYTES")
-        t.set_data_from_numpy(np.array([v.encode() for v in value], dtype=np.object_))
-    else:
-        t = mod.InferInput("DATASET", [1], "BYTES")
-        t.set_data_from_numpy(np.array([value.encode()], dtype=np.object_))
-    inputs.append(t)
-    return inputs
 
 
 def raw_inputs(mod, name, array, dtype):
@@ -81,12 +44,12 @@ def check(engine: Path, requests: int = 24, concurrency: int = 8, instances: int
     import tritonclient.grpc as grpcclient
     import tritonclient.http as httpclient
     from sanrt.runtime import Segmenter, dataset_vocabulary
-    from sanrt.runtime.triton_repo import write_repository
-    from sanrt.runtime.triton_server import TritonServer, serving_env
+    from sanrt.serving.repository import write_repository
+    from sanrt.serving.server import TritonServer, serving_env
 
     env = serving_env()
     seg = Segmenter(engine, backend="onnxruntime", device="cpu")
-    imgs = photos(long_side)
+    imgs = sample_photos(long_side)
     names = {i: (v[1] if v[0] == "classes" else dataset_vocabulary(v[1])) for i, v in enumerate(VOCABS)}
     vocabs = {i: seg.vocabulary(n) for i, n in names.items()}
     # the server makes class weights with text.onnx and batches images; this process may use text_after
@@ -151,10 +114,10 @@ def check(engine: Path, requests: int = 24, concurrency: int = 8, instances: int
                                                 raw_inputs(h, "CLASSES", np.array([b"cat", b"\xff\xfe"], dtype=np.object_), "BYTES")],
                    "more classes than the export takes": [
                        raw_inputs(h, "IMAGE_RGB", imgs["coffee"], "UINT8"),
-                       raw_inputs(h, "CLASSES", np.array([f"c{i}".encode() for i in range(seg.manifest["ranges"]["classes"][1] + 1)],
+                       raw_inputs(h, "CLASSES", np.array([f"c{i}".encode() for i in range(seg.manifest.ranges.classes[1] + 1)],
                                                          dtype=np.object_), "BYTES")]}
-            r = seg.manifest["ranges"]
-            if r["width"][1] < 2560:  # an image outside the export's range exists
+            r = seg.manifest.ranges
+            if r.width[1] < 2560:  # an image outside the export's range exists
                 wide = rng.integers(0, 256, (50, 400, 3), dtype=np.uint8)  # 8:1 -> a 640x2560 input
                 bad["image outside the export's range"] = [raw_inputs(h, "IMAGE_RGB", wide, "UINT8"),
                                                            raw_inputs(h, "CLASSES", np.array([b"cat"], dtype=np.object_), "BYTES")]

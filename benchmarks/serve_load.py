@@ -21,7 +21,8 @@ import time
 from sanrt.runtime import cli
 from pathlib import Path
 
-from serve_check import photos, request_inputs
+from sanrt.benchmarks.lib.photos import sample_photos
+from sanrt.serving.client import request_inputs
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -36,12 +37,12 @@ def main(argv=None) -> int:
     import tritonclient.http as httpclient
     from sanrt.runtime import Segmenter, dataset_vocabulary
     from sanrt.runtime.machine import cpu_flags, cpu_model, machine_slug
-    from sanrt.runtime.triton_repo import write_repository
-    from sanrt.runtime.triton_server import TritonServer, serving_env
+    from sanrt.serving.repository import write_repository
+    from sanrt.serving.server import TritonServer, serving_env
 
     log = lambda s: print(f"[{time.strftime('%H:%M:%S')}] {s}", file=sys.stderr, flush=True)  # noqa: E731
     levels = [int(v) for v in args.levels.split(",")]
-    img = photos()["astronaut"]
+    img = sample_photos()["astronaut"]
     vocab = ("dataset", "ade150")
     seg = Segmenter(args.export, backend="onnxruntime", device="cpu")
     v = seg.vocabulary(dataset_vocabulary("ade150"))
@@ -52,7 +53,7 @@ def main(argv=None) -> int:
         t = time.perf_counter()
         seg.segment([img], v)
         local.append(time.perf_counter() - t)
-    rep = {"machine": cpu_model(), "cores": os.cpu_count(), "cpu_flags": cpu_flags(), "model": seg.manifest["preset"],
+    rep = {"machine": cpu_model(), "cores": os.cpu_count(), "cpu_flags": cpu_flags(), "model": seg.manifest.preset,
            "date": time.strftime("%Y-%m-%d %H:%M"), "photo": f"astronaut {img.shape[1]}x{img.shape[0]}", "K": 150,
            "in_process": {"p50_ms": 1000 * statistics.median(local), "images_per_s": 1 / statistics.median(local)},
            "levels": []}

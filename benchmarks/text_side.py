@@ -26,11 +26,11 @@ from pathlib import Path
 
 import numpy as np
 from sanrt.runtime import cli, logs
-from sanrt.runtime.compare import cosine_min
+from sanrt.evaluation.compare import cosine_min
 from sanrt.runtime.errors import SanrtError
 from sanrt.runtime.machine import cpu_flags, cpu_model, machine_slug
 from sanrt.runtime.segmenter import Segmenter
-from sanrt.runtime.vocabulary import dataset_vocabulary
+from sanrt.runtime.datasets import dataset_vocabulary
 
 ROOT = Path(__file__).resolve().parents[1]
 NEW_NAMES = ["espresso machine", "drone", "solar panel", "skateboard ramp", "server rack", "wind turbine", "kayak",
@@ -41,8 +41,8 @@ def token_counts(seg: Segmenter, names: list[str]) -> dict:
     """Tokens of these names' texts (each up to its end-of-text token), and with each template's
     shared prefix run once (what the text_after graph runs)."""
     now = shared = 0
-    for t in seg.manifest["templates"]:
-        ids = seg.tokenizer([t.format(n) for n in names], seg.manifest["ranges"]["tokens"])
+    for t in seg.manifest.templates:
+        ids = seg.text.tokenizer([t.format(n) for n in names], seg.manifest.ranges.tokens)
         ends = ids.argmax(axis=1) + 1
         prefix = 0
         while prefix < ends.min() - 1 and (ids[:, prefix] == ids[0, prefix]).all():
@@ -90,9 +90,9 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     rep = {"machine": cpu_model(), "cpu_flags": cpu_flags(), "cores": os.cpu_count(), "threads": args.threads,
-           "backend": args.backend, "export": str(args.export), "weights": seg.manifest["weights"],
-           "templates": len(seg.manifest["templates"]), "rows": rows, "ade150_tokens": counts,
-           "text_after": seg.text_after is not None,
+           "backend": args.backend, "export": str(args.export), "weights": seg.manifest.weights,
+           "templates": len(seg.manifest.templates), "rows": rows, "ade150_tokens": counts,
+           "text_after": seg.text.text_after is not None,
            "date": time.strftime("%Y-%m-%d %H:%M")}
     lines = [f"# Text side: what a vocabulary costs ({args.backend}, text graph FP32)", "",
              f"- machine: {rep['machine']}; {rep['cores']} cores; flags {', '.join(rep['cpu_flags'])}; {args.threads} threads",

@@ -7,7 +7,7 @@
 Strongly typed on TensorRT >= 11 (from the FP16 ONNX), weak typing with the FP16 flag and FP32
 normalization layers on TensorRT 10. Profiles from the manifest's ranges; a timing cache and an
 engine cache keyed by (ONNX sha256, TensorRT version, GPU, compute capability, profiles, precision).
-NOT RUN ON A GPU YET (see README). Without a GPU or TensorRT it says so in one line.
+Without a GPU or TensorRT it says so in one line.
 """
 from __future__ import annotations
 

@@ -4,33 +4,15 @@ Image graph: mask logits and mask embeddings for photos and random inputs (squar
 batch 1 and 2). Text graph + head: class weights and class logits for vocabularies of several
 sizes. End to end: label maps of the runtime (ORT + numpy post-processing) against PyTorch
 (official post-processing), as label agreement with near-ties of the reference's scores counted
-apart (sanrt.runtime.compare).
+apart (sanrt.evaluation.compare).
 """
 from __future__ import annotations
 
-import platform
-
 import numpy as np
-import torch
 from sanrt.model import SAN
 from sanrt.model.pipeline import TorchSegmenter
-from sanrt.runtime.compare import FP32, Comparison
-from sanrt.runtime.machine import cpu_model
+from sanrt.evaluation.compare import FP32, Comparison
 from sanrt.runtime.segmenter import Segmenter
-
-
-def sample_photos() -> dict:
-    """scikit-image's three colour photos: the inputs parity and accuracy are scored on."""
-    from skimage import data
-
-    return {name: getattr(data, name)() for name in ("astronaut", "coffee", "chelsea")}
-
-
-def machine_info() -> dict:
-    import onnxruntime
-
-    return {"cpu": cpu_model(), "threads": torch.get_num_threads(), "python": platform.python_version(),
-            "torch": torch.__version__, "onnxruntime": onnxruntime.__version__, "platform": platform.platform()}
 
 
 def compare(model: SAN, segmenter: Segmenter, photos: dict, vocabularies: dict, random_sizes=((640, 640), (640, 864)),
@@ -48,19 +30,19 @@ def compare(model: SAN, segmenter: Segmenter, photos: dict, vocabularies: dict, 
     for label, names in vocabularies.items():
         progress(f"text: {label} ({len(names)} classes)")
         v_ref, v_ours = ref.vocabulary(names), segmenter.vocabulary(names, use_cache=False)
-        result.tensors(f"vocabulary {label}", "class_weights", v_ours.class_weights, v_ref.class_weights.numpy())
+        result.tensors(f"vocabulary {label}", "class_weights", v_ours.class_weights, v_ref.class_weights)
         vocabs[label] = (v_ref, v_ours)
     for case, images in cases:
         progress(f"image: {case}")
         enc_ref, enc_ours = ref.encode_images(images), segmenter.encode_images(images)
         for i in range(len(images)):
             tag = f"{case} [{i}]" if len(images) > 1 else case
-            result.tensors(tag, "mask_logits", enc_ours.mask_logits[i], enc_ref["mask_logits"][i].numpy())
-            result.tensors(tag, "mask_emb", enc_ours.mask_emb[i], enc_ref["mask_emb"][i].numpy())
+            result.tensors(tag, "mask_logits", enc_ours.mask_logits[i], enc_ref.mask_logits[i])
+            result.tensors(tag, "mask_emb", enc_ours.mask_emb[i], enc_ref.mask_emb[i])
         for label, (v_ref, v_ours) in vocabs.items():
             r_ref, r_ours = ref.classify(enc_ref, v_ref), segmenter.classify(enc_ours, v_ours)
             result.tensors(f"{case} K={label}", "class_logits", np.stack([r.class_logits for r in r_ours]),
-                           np.stack([r["class_logits"] for r in r_ref]))
-            result.labels(f"{case} K={label}", np.stack([o.labels for o in r_ours]), np.stack([r["labels"] for r in r_ref]),
-                          ref_scores=np.stack([r["scores"] for r in r_ref]))
+                           np.stack([r.class_logits for r in r_ref]))
+            result.labels(f"{case} K={label}", np.stack([o.labels for o in r_ours]), np.stack([r.labels for r in r_ref]),
+                          ref_scores=np.stack([r.scores for r in r_ref]))
     return result

@@ -18,7 +18,6 @@ tier the graph was made for; the runtime warns when a graph runs where its recip
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -29,8 +28,8 @@ import numpy as np
 from sanrt.runtime import cli, logs
 from sanrt.runtime.errors import SanrtError
 from sanrt.runtime.machine import cpu_flags, int8_weight_bits, matrix_tier
-from sanrt.runtime.manifest import MANIFEST, Manifest, sha256_file
-from sanrt.runtime.outputs import lock_folder, new_file_mode, write_atomic
+from sanrt.runtime.manifest import Manifest, sha256_file
+from sanrt.runtime.outputs import lock_folder, new_file_mode
 from sanrt.runtime.preprocess import pad_batch, prepare
 
 MAX_CALIBRATION = 256
@@ -57,10 +56,10 @@ def calibration_images(n: int, seed: int = 0) -> list[np.ndarray]:
 
 
 def image_graph_inputs(manifest: Manifest, images: list[np.ndarray]) -> list[dict]:
-    inp = manifest["input"]
+    inp = manifest.input
     feeds = []
     for img in images:
-        batch, sizes = pad_batch([prepare(img, inp["min_size"], inp["max_size"])], manifest["ranges"]["multiple"])
+        batch, sizes = pad_batch([prepare(img, inp.min_size, inp.max_size)], manifest.ranges.multiple)
         feeds.append({"images": batch, "sizes": sizes})
     return feeds
 
@@ -219,25 +218,16 @@ def _add_variant(export_dir: Path, method: str, n_images: int, progress, for_cpu
         settings = (quantize_static if method == "static" else quantize_dynamic)(m.path("image"), tmp, feeds,
                                                                                recipe["weight_bits"])
         settings.update(recipe)
-        data = m.data
-
-        def save_manifest():
-            write_atomic(export_dir / MANIFEST, lambda f: f.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n"))
-
         # The manifest never lists a file that is not whole: the old variant is unlisted first, then
         # replaced, then listed again. A kill at any step leaves an export that loads (FP32 and the
         # other variants; this one, at worst, absent).
-        if data["graphs"]["image"].get("variants", {}).pop(precision, None) is not None:
-            data["sha256"].pop(name, None)
-            data.get("quantization", {}).pop(precision, None)
-            save_manifest()
+        if precision in m.graphs["image"].variants:
+            m = m.without_variant("image", precision)
+            m.save()
         digest = sha256_file(tmp)
         os.chmod(tmp, new_file_mode())
         os.replace(tmp, export_dir / name)
-        data["graphs"]["image"].setdefault("variants", {})[precision] = name
-        data["sha256"][name] = digest
-        data.setdefault("quantization", {})[precision] = {**settings, "seconds": round(time.perf_counter() - t, 1)}
-        save_manifest()
+        m.with_variant("image", precision, name, {**settings, "seconds": round(time.perf_counter() - t, 1)}, digest).save()
     finally:
         tmp.unlink(missing_ok=True)
     return precision

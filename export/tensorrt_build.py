@@ -8,9 +8,8 @@ engines; engines are cached by (ONNX sha256, TensorRT version, GPU name and comp
 profiles, precision): a matching engine is reused, a mismatching one is rebuilt (or refused with
 `reuse_only`).
 
-NOT RUN ON A GPU YET: no machine this project has used so far had TensorRT (its libraries are not on
-PyPI). The calls are checked against the TensorRT 10/11 and Polygraphy 0.53 Python APIs; the key,
-profile and error logic is unit-tested without a GPU.
+The calls follow the TensorRT 10/11 and Polygraphy 0.53 Python APIs; the key, profile and error logic
+is tested without a GPU, the build itself by benchmarks/gpu_check.py on one.
 """
 from __future__ import annotations
 
@@ -19,31 +18,31 @@ import json
 import os
 from pathlib import Path
 
-from sanrt.runtime.engines import ENGINE_META, gpu_identity, import_tensorrt
+from sanrt.runtime.backends.trt_engines import ENGINE_META, gpu_identity, import_tensorrt
 from sanrt.runtime.errors import BackendError, OutputError
 from sanrt.runtime.outputs import write_atomic
 from sanrt.runtime.manifest import Manifest
-from sanrt.runtime.segmenter import TEXT_CHUNK
+from sanrt.runtime.text import TEXT_CHUNK
 
 GRAPHS = ("image", "text", "head")
 
 
 def profiles_for(manifest: Manifest, graph: str, opt_side: int = 640) -> dict:
     """{input name: (min, opt, max)} shapes for one graph from the manifest's ranges."""
-    r = manifest["ranges"]
-    b0, b1 = r["batch"]
+    r = manifest.ranges
+    b0, b1 = r.batch
     if graph == "image":
-        h0, h1 = r["height"]
-        w0, w1 = r["width"]
+        h0, h1 = r.height
+        w0, w1 = r.width
         opt = min(max(opt_side, h0), h1), min(max(opt_side, w0), w1)
         return {"images": ((b0, 3, h0, w0), (b0, 3, *opt), (b1, 3, h1, w1)), "sizes": ((b0, 2), (b0, 2), (b1, 2))}
     if graph == "text":
-        n0, n1 = r["texts"]
+        n0, n1 = r.texts
         n1 = min(n1, TEXT_CHUNK)  # the runtime sends at most TEXT_CHUNK texts a call
-        return {"token_ids": ((n0, 1), (min(n1, 64), 16), (n1, r["tokens"]))}
+        return {"token_ids": ((n0, 1), (min(n1, 64), 16), (n1, r.tokens))}
     if graph == "head":
-        q, d = manifest["queries"], manifest["embed_dim"]
-        k0, k1 = r["classes"]
+        q, d = manifest.queries, manifest.embed_dim
+        k0, k1 = r.classes
         return {"mask_emb": ((b0, q, d), (b0, q, d), (b1, q, d)),
                 "class_weights": ((k0 + 1, d), (151, d), (k1 + 1, d))}
     raise ValueError(graph)
@@ -57,13 +56,13 @@ def engine_key(onnx_sha256: str, trt_version: str, gpu: dict, profiles: dict, pr
 
 def source_onnx(manifest: Manifest, graph: str, precision: str, strongly_typed: bool) -> str:
     """Which ONNX file a graph's engine is built from."""
-    variants = manifest["graphs"][graph].get("variants", {})
+    variants = manifest.graphs[graph].variants
     if precision == "fp16" and strongly_typed and graph != "head":
         if "fp16" not in variants:
             raise BackendError(f"TensorRT >= 11 builds strongly typed: export with --precision fp16 first "
                                f"(no FP16 {graph} graph in {manifest.folder})")
         return variants["fp16"]
-    return manifest["graphs"][graph]["file"]
+    return manifest.graphs[graph].file
 
 
 def build_engines(export_dir: Path, out: Path, precision: str = "fp16", opt_level: int = 3,
@@ -94,7 +93,7 @@ def build_engines(export_dir: Path, out: Path, precision: str = "fp16", opt_leve
     for graph in GRAPHS:
         onnx_file = source_onnx(manifest, graph, precision, strongly_typed)
         profiles = profiles_for(manifest, graph)
-        key = engine_key(manifest["sha256"][onnx_file], trt.__version__, gpu, profiles, precision)
+        key = engine_key(manifest.sha256[onnx_file], trt.__version__, gpu, profiles, precision)
         engine_file = out / f"{graph}.engine"
         if old.get("engines", {}).get(graph, {}).get("key") == key and engine_file.is_file():
             progress(f"{graph}: reusing {engine_file} (key {key})")
@@ -116,7 +115,7 @@ def build_engines(export_dir: Path, out: Path, precision: str = "fp16", opt_leve
                                   load_timing_cache=str(cache) if cache.is_file() else None)
             plan = bytes(EngineBytesFromNetwork(network, config, save_timing_cache=str(cache))())
             write_atomic(engine_file, lambda f: f.write_bytes(plan))
-        meta["engines"][graph] = {"file": engine_file.name, "onnx": onnx_file, "onnx_sha256": manifest["sha256"][onnx_file],
+        meta["engines"][graph] = {"file": engine_file.name, "onnx": onnx_file, "onnx_sha256": manifest.sha256[onnx_file],
                                   "key": key, "profiles": {k: [list(s) for s in v] for k, v in profiles.items()}}
     write_atomic(meta_path, lambda f: f.write_text(json.dumps(meta, indent=1) + "\n"))
     return meta

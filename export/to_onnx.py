@@ -43,9 +43,9 @@ def _main(argv) -> int:
     plan_folder(args.out, is_export)  # before the model is built: a user's folder is refused at once
     manifest = export_model(args.out, args.preset, args.config, args.checkpoint, args.random_init, args.seed, ranges,
                             fp16=args.precision == "fp16", progress=lambda s: print(s, "...", file=sys.stderr))
-    weights = manifest["weights"]
-    print(f"wrote {args.out} ({manifest['preset']}, weights: {weights})")
-    for name, digest in manifest["sha256"].items():
+    weights = manifest.weights
+    print(f"wrote {args.out} ({manifest.preset}, weights: {weights})")
+    for name, digest in manifest.sha256.items():
         print(f"  {name:<32} {(args.out / name).stat().st_size / 1e6:9.1f} MB  sha256 {digest[:16]}")
     return 0
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from sanrt.runtime import cli
 from sanrt.runtime.errors import SanrtError
-from sanrt.runtime.triton_repo import IMAGE_BACKENDS, write_repository
+from sanrt.serving.repository import IMAGE_BACKENDS, write_repository
 
 
 def site_packages(env: Path) -> list[str]:

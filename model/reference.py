@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import open_clip
 import torch
-from sanrt.runtime.compare import FP32, Comparison
+from sanrt.evaluation.compare import FP32, Comparison
 from sanrt.runtime.preprocess import pad_batch, prepare
 from sanrt.runtime.vocabulary import read_vocabulary_file
 

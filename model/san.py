@@ -13,7 +13,7 @@ import open_clip
 import torch
 import torch.nn.functional as F
 from open_clip.transformer import ResidualAttentionBlock
-from sanrt.runtime.segmenter import TEXT_CHUNK  # texts per text-tower call (bounds memory only)
+from sanrt.runtime.text import TEXT_CHUNK  # texts per text-tower call (bounds memory only)
 from torch import nn
 
 from .config import SANConfig

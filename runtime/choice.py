@@ -1,9 +1,10 @@
 """The automatic backend choice: the fastest path whose accuracy was verified on this machine, with
 the very graphs the export holds now.
 
-benchmarks/fps.py records, in the export folder's verified.json, each path's median time, its
-accuracy against PyTorch FP32 (label agreement, mask-embedding cosine), the machine and the sha256
-of the graphs it ran. `choose` picks the fastest recorded path that meets the accuracy bounds, runs
+sanrt.evaluation.verify (run by benchmarks/fps.py) records, in the export folder's verified.json,
+each path's median time, its accuracy against PyTorch FP32 (label agreement, mask-embedding cosine),
+the machine and the sha256 of the graphs it ran. Entries are keyed by what ran them: the CPU kind
+for CPU paths, the GPU for CUDA paths, so a CPU measurement never chooses a CUDA path. `choose` picks the fastest recorded path that meets the accuracy bounds, runs
 here (its backend installed), was measured on this kind of machine and whose graphs are unchanged
 (a re-export or a removed variant invalidates its entries); otherwise ONNX Runtime FP32.
 """
@@ -13,7 +14,7 @@ import importlib.util
 import json
 import logging
 
-from .backends import PRECISIONS, check_pair
+from .backends import PRECISIONS, find_path
 from .errors import SanrtError
 from .machine import cpu_flags, int8_weight_bits, machine_slug, matrix_tier
 from .manifest import Manifest
@@ -49,11 +50,20 @@ def choosable(p: dict) -> bool:
 
 def graphs_of(manifest: Manifest, precision: str) -> dict:
     """{file: sha256} of the graphs a path of this precision runs."""
-    return manifest.identity(manifest.image_graph(precision), manifest["graphs"]["text"]["file"],
-                             manifest["graphs"]["head"]["file"])
+    return manifest.identity(manifest.image_graph(precision), manifest.graphs["text"].file, manifest.graphs["head"].file)
 
 
-def _read(manifest: Manifest) -> dict:
+def verification_key(device: str = "cpu") -> str:
+    """verified.json's key for measurements on this machine's CPU, or on its GPU (device "cuda")."""
+    if device == "cpu":
+        return machine_slug()
+    from .backends.trt_engines import gpu_identity  # cuda-python: only when a CUDA path is asked about
+
+    name = gpu_identity()["gpu"]
+    return "cuda-" + "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")
+
+
+def read_verified(manifest: Manifest) -> dict:
     path = manifest.folder / VERIFIED
     if not path.is_file():
         return {}
@@ -67,52 +77,62 @@ def _read(manifest: Manifest) -> dict:
         return {}
 
 
-def record(manifest: Manifest, paths: dict, source: str) -> None:
+def record(manifest: Manifest, paths: dict, source: str, device: str = "cpu") -> None:
     """paths: {name: {"backend", "precision", "median_s", "label_agreement", "mask_emb_cosine_min",
-    optionally "stress": {the same two}}}. Replaces this machine's entry;
-    each path also records the sha256 of the graphs it ran."""
-    data = _read(manifest)
-    data[machine_slug()] = {"source": source,
-                            "paths": {n: {**p, "graphs": graphs_of(manifest, p["precision"])} for n, p in paths.items()}}
+    optionally "stress": {the same two}}}, all run on `device`. Replaces this machine's entry for that
+    device; each path also records its device and the sha256 of the graphs it ran."""
+    for p in paths.values():
+        find_path(p["backend"], p["precision"], device)  # only registered paths are recorded
+    data = read_verified(manifest)
+    data[verification_key(device)] = {
+        "source": source, "device": device,
+        "paths": {n: {**p, "device": device, "graphs": graphs_of(manifest, p["precision"])} for n, p in paths.items()}}
     write_atomic(manifest.folder / VERIFIED, lambda f: f.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n"))
 
 
-def _valid(manifest: Manifest, p) -> bool:
-    """A recorded path that still describes this export: well formed, a pair that exists, same graphs."""
+def still_valid(manifest: Manifest, p, device: str) -> bool:
+    """A recorded path that still describes this export: well formed, a registered path on `device`
+    (entries written before devices were recorded are CPU ones), same graphs."""
     try:
-        check_pair(p["backend"], p["precision"])
+        if p.get("device", "cpu") != device:
+            return False
+        find_path(p["backend"], p["precision"], device)
         float(p["median_s"]), choosable(p)
         return graphs_of(manifest, p["precision"]) == p["graphs"]
     except (SanrtError, KeyError, TypeError, ValueError):
         return False
 
 
-def choose(manifest: Manifest, available=None) -> tuple[str, str, str]:
-    """(backend, precision, why)."""
-    entry = _read(manifest).get(machine_slug())
+def choose(manifest: Manifest, device: str = "auto", available=None) -> tuple[str, str, str, str]:
+    """(backend, precision, device, why). device "auto" and "cpu" choose among CPU measurements of
+    this CPU kind; "cuda" among measurements on this GPU."""
+    device = "cuda" if device == "cuda" else "cpu"
+    fallback = (*FALLBACK, device)
+    key = verification_key(device)
+    entry = read_verified(manifest).get(key)
     if not isinstance(entry, dict) or not isinstance(entry.get("paths"), dict):
-        return (*FALLBACK, f"no verified measurements for this machine ({machine_slug()}) in {VERIFIED}; "
+        return (*fallback, f"no verified measurements for this machine ({key}) in {VERIFIED}; "
                 "ONNX Runtime FP32 (run benchmarks/fps.py to measure the others)")
     installed = available or {b for b in PRECISIONS if importlib.util.find_spec(b) is not None}
-    current = {n: p for n, p in entry["paths"].items() if _valid(manifest, p)}
+    current = {n: p for n, p in entry["paths"].items() if isinstance(p, dict) and still_valid(manifest, p, device)}
     ok = {n: p for n, p in current.items() if p["backend"] in installed and choosable(p)}
     if not ok:
         why = "no measured path met the accuracy bounds here (INT8 ones also on the outlier-stress variant)" if current else \
             "the measured graphs are no longer those of this export (re-exported or variant removed)"
-        return (*FALLBACK, f"{why}; ONNX Runtime FP32 (run benchmarks/fps.py again)")
+        return (*fallback, f"{why}; ONNX Runtime FP32 (run benchmarks/fps.py again)")
     name, p = min(ok.items(), key=lambda kv: kv[1]["median_s"])
-    return p["backend"], p["precision"], (
-        f"{name}: fastest verified path on {machine_slug()} ({p['median_s']:.3f} s median, label agreement "
+    return p["backend"], p["precision"], device, (
+        f"{name}: fastest verified path on {key} ({p['median_s']:.3f} s median, label agreement "
         f"{p['label_agreement']:.2%}, mask-embedding cosine >= {p['mask_emb_cosine_min']:.4f}; {entry.get('source', '?')})")
 
 
 def verified_here(manifest: Manifest, backend: str, precision: str) -> bool:
     """A path of this pair met the bounds (INT8: also under stress) on this kind of machine, with the
     graphs the export holds now."""
-    entry = _read(manifest).get(machine_slug())
+    entry = read_verified(manifest).get(machine_slug())
     paths = entry.get("paths") if isinstance(entry, dict) else None
     return isinstance(paths, dict) and any(
-        isinstance(p, dict) and p.get("backend") == backend and p.get("precision") == precision and _valid(manifest, p)
+        isinstance(p, dict) and p.get("backend") == backend and p.get("precision") == precision and still_valid(manifest, p, "cpu")
         and choosable(p) for p in paths.values())
 
 
@@ -122,7 +142,7 @@ def int8_warning(manifest: Manifest, backend: str, precision: str) -> str | None
     if precision not in STRESS_CHECKED:
         return None
     tier = matrix_tier(cpu_flags())
-    recipe = manifest.data.get("quantization", {}).get(precision.split("-")[0], {})
+    recipe = manifest.quantization.get(precision.split("-")[0], {})
     bits = recipe.get("weight_bits", 8) if isinstance(recipe, dict) else 8
     if bits > int8_weight_bits(tier):
         return (f"the {precision} image graph has {bits}-bit weights, made for CPUs with VNNI or AMX; this CPU "

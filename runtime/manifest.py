@@ -1,8 +1,10 @@
-"""The export folder's contract: manifest.json, and checks that a folder is what it claims to be."""
+"""The export folder's contract: manifest.json as a typed `Manifest`, read, checked and saved here
+only; and checks that a folder is what it claims to be."""
 from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import BackendError, ExportFolderError
@@ -44,6 +46,9 @@ def validate(data) -> None:
             v = v.get(k) if isinstance(v, dict) else None
         if type(v) is not kind and not (kind is dict and isinstance(v, dict)):
             raise ExportFolderError(f"manifest field {'.'.join(keys)} is missing or not a {kind.__name__}")
+    for key, kind in (("embed_dim", int), ("queries", int), ("quantization", dict), ("config", dict), ("weights", str)):
+        if key in data and type(data[key]) is not kind and not (kind is dict and isinstance(data[key], dict)):
+            raise ExportFolderError(f"manifest field {key} is not a {kind.__name__}")
     for name in ("batch", "height", "width", "classes", "texts"):
         if not _pair(data["ranges"].get(name)):
             raise ExportFolderError(f"manifest field ranges.{name} must be [min, max] integers, min <= max")
@@ -85,36 +90,115 @@ def is_export(folder: Path) -> bool:
         return False
 
 
-class Manifest:
-    def __init__(self, data: dict, folder: Path | None = None):
-        self.data = data
-        self.folder = folder
+@dataclass(frozen=True)
+class Graph:
+    """One graph of the export: its ONNX file, the variants made from it (precision -> file), and for
+    text_after the file of the start-of-text keys and values it continues from."""
 
-    def __getitem__(self, key):
-        return self.data[key]
+    file: str
+    variants: dict
+    start_kv: str | None = None
+
+
+@dataclass(frozen=True)
+class Ranges:
+    """The inputs the graphs accept (the manifest's `ranges`): [min, max] pairs and two numbers."""
+
+    batch: tuple[int, int]
+    height: tuple[int, int]  # padded model-input height
+    width: tuple[int, int]
+    multiple: int  # padded sides are multiples of it
+    classes: tuple[int, int]  # K, without the background row
+    texts: tuple[int, int]  # texts per text-graph call
+    tokens: int  # CLIP's context length
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    min_size: int  # the shorter side is resized to it ...
+    max_size: int  # ... unless the longer one would pass this
+    pixel_mean: tuple = ()  # what the image graph subtracts and divides by (inside it: provenance here)
+    pixel_std: tuple = ()
+
+
+class Manifest:
+    """An export folder's manifest.json, typed. Every field a module reads is an attribute, checked when
+    the manifest is read or saved; `data` keeps the whole JSON (provenance fields included). Every file
+    is named relative to the folder, so an export folder can be moved or copied whole."""
+
+    def __init__(self, data: dict, folder: Path | None = None):
+        validate(data)
+        self.data, self.folder = data, Path(folder) if folder is not None else None
+        d = data
+        self.graphs = {g: Graph(v["file"], dict(v.get("variants", {})), v.get("start_kv"))
+                       for g, v in d["graphs"].items() if isinstance(v, dict)}
+        r = d["ranges"]
+        self.ranges = Ranges(*(tuple(r[k]) for k in ("batch", "height", "width")), r["multiple"],
+                             tuple(r["classes"]), tuple(r["texts"]), r["tokens"])
+        self.input = InputSpec(d["input"]["min_size"], d["input"]["max_size"], tuple(d["input"].get("pixel_mean", ())),
+                               tuple(d["input"].get("pixel_std", ())))
+        self.templates: list[str] = list(d["templates"])
+        self.tokenizer_file: str = d["tokenizer"]["file"]
+        self.classifier_file: str = d["classifier"]["file"]
+        self.sha256: dict[str, str] = d["sha256"]
+        self.embed_dim: int | None = d.get("embed_dim")
+        self.queries: int | None = d.get("queries")
+        self.config: dict = d.get("config", {})
+        self.preset: str | None = d.get("preset")
+        self.weights: str = d.get("weights", "?")  # where the weights came from (a description)
+        self.sanrt_version: str | None = d.get("sanrt_version")
+        q = d.get("quantization", {})
+        self.quantization: dict = q if isinstance(q, dict) else {}
 
     def path(self, graph_or_file: str) -> Path:
-        """Path of a graph ('image', 'text', 'head') or of a file named in the manifest."""
-        graphs = self.data["graphs"]
-        name = graphs[graph_or_file]["file"] if graph_or_file in graphs else graph_or_file
+        """Path of a graph ('image', 'text', 'head', 'text_after') or of a file named in the manifest."""
+        name = self.graphs[graph_or_file].file if graph_or_file in self.graphs else graph_or_file
         return self.folder / name
 
     def image_graph(self, precision: str) -> str:
         """File name of the image graph a precision runs: a variant's own graph ("int8-bf16" runs the
         int8 graph), or the FP32 graph for fp32 and for bf16 (a backend setting)."""
-        variants = self.data["graphs"]["image"].get("variants", {})
+        variants = self.graphs["image"].variants
         base = precision.split("-")[0]
         if base in variants:
             return variants[base]
         if base in ("fp32", "bf16"):
-            return self.data["graphs"]["image"]["file"]
+            return self.graphs["image"].file
         have = ", ".join(["fp32", *variants])
         raise BackendError(f"this export has no {precision} image graph (has: {have}; "
                            f"export/quantize.py and export/to_onnx.py --precision fp16 add them)")
 
     def identity(self, *files: str) -> dict:
         """{file: sha256} of the named files: what a cache entry or a measurement was made with."""
-        return {f: self.data["sha256"][f] for f in files}
+        return {f: self.sha256[f] for f in files}
+
+    def with_variant(self, graph: str, precision: str, file: str, recipe: dict | None = None,
+                     sha256: str | None = None) -> "Manifest":
+        """A new manifest with `file` (in the folder) as the `precision` variant of `graph`, its sha256
+        (computed unless given) and, for a quantised variant, the recipe it was made with."""
+        data = json.loads(json.dumps(self.data))
+        data["graphs"][graph].setdefault("variants", {})[precision] = file
+        data["sha256"][file] = sha256 or sha256_file(self.folder / file)
+        if recipe is not None:
+            data.setdefault("quantization", {})[precision] = recipe
+        return Manifest(data, self.folder)
+
+    def without_variant(self, graph: str, precision: str) -> "Manifest":
+        """A new manifest that no longer lists the `precision` variant of `graph` (nor its recipe)."""
+        data = json.loads(json.dumps(self.data))
+        file = data["graphs"][graph].get("variants", {}).pop(precision, None)
+        data["sha256"].pop(file, None)
+        data.get("quantization", {}).pop(precision, None)
+        return Manifest(data, self.folder)
+
+    def save(self, folder: str | Path | None = None) -> None:
+        """Write manifest.json atomically into `folder` (default: the manifest's own), checked first."""
+        from .outputs import write_atomic
+
+        folder = Path(folder) if folder is not None else self.folder
+        validate(self.data)
+        text = json.dumps(self.data, indent=1, sort_keys=True) + "\n"
+        write_atomic(folder / MANIFEST, lambda f: f.write_text(text, encoding="utf-8"))
 
     @classmethod
     def load(cls, folder: str | Path, verify: bool = True) -> "Manifest":
@@ -132,10 +216,9 @@ class Manifest:
         except OSError as e:
             raise ExportFolderError(f"{mpath} cannot be read: {e.strerror or e}") from None
         try:
-            validate(data)
+            m = cls(data, folder)
         except ExportFolderError as e:
             raise ExportFolderError(f"{mpath}: {e}") from None
-        m = cls(data, folder)
         for name, digest in data["sha256"].items():
             p = folder / name
             if not p.is_file():

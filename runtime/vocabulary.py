@@ -122,31 +122,3 @@ def read_vocabulary_file(path) -> list[str]:
     except OSError as e:
         raise VocabularyError(f"vocabulary file {path} cannot be read: {e.strerror or e}") from None
     return check_vocabulary([line for line in lines if line])
-
-
-# Class names of the datasets SAN reports, as the official repo names them (detectron2's
-# ADE20K-150; SAN's registrations of ADE20K-847, PASCAL Context 59/459, COCO-Stuff 171, VOC 20).
-DATASET_TITLES = {
-    "ade150": "ADE20K-150",
-    "ade847": "ADE20K-847",
-    "pc59": "PASCAL Context 59",
-    "pc459": "PASCAL Context 459",
-    "coco_stuff171": "COCO-Stuff 171",
-    "voc20": "PASCAL VOC 20",
-}
-
-
-def dataset_vocabulary(name: str) -> list[str]:
-    """The class names of a dataset SAN reports (`ade150`, `ade847`, `pc59`, `pc459`, `coco_stuff171`,
-    `voc20`), in the official class-index order."""
-    import json
-    from importlib.resources import files
-
-    if not isinstance(name, str):
-        raise VocabularyError(f"a dataset is named by text, such as 'ade150', not {type(name).__name__}")
-    key = name.lower().replace("-", "").replace("_", "")
-    table = {k.replace("_", ""): k for k in DATASET_TITLES}
-    if key not in table:
-        raise VocabularyError(f"unknown dataset {name!r}; choose one of {', '.join(DATASET_TITLES)}")
-    data = json.loads(files(__package__).joinpath("data", "datasets.json").read_text(encoding="utf-8"))
-    return [n.strip() for n in data[table[key]]]  # each passes check_vocabulary (tests/test_vocabulary_names.py)

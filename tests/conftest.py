@@ -14,7 +14,7 @@ TINY_DEV = REFERENCE / "tiny_dev"
 def private_vocabulary_cache(tmp_path_factory) -> Path:
     """Every test, and every script a test starts (run_script passes the environment on), uses a
     temporary vocabulary cache ($SANRT_CACHE), never the user's ~/.cache/sanrt."""
-    from sanrt.runtime.segmenter import default_cache_dir
+    from sanrt.runtime.text import default_cache_dir
 
     cache = tmp_path_factory.mktemp("sanrt_cache")
     patch = pytest.MonkeyPatch()

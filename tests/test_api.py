@@ -136,7 +136,7 @@ def test_a_vocabulary_from_another_export_is_refused(tiny_export, tiny_dev, tmp_
 
     model, weights = build_model(config=tiny_dev / "tiny_config.json", random_init=True, seed=3, notice=lambda s: None)
     export(model, tmp_path / "other", weights, progress=lambda s: None)
-    assert rt.Segmenter(tmp_path / "other").manifest["weights"] == "random (seed 3, fixture-style spread)"
+    assert rt.Segmenter(tmp_path / "other").manifest.weights == "random (seed 3, fixture-style spread)"
     mine = Segmenter(tiny_export, backend="onnxruntime", cache_dir=tmp_path)
     theirs = Segmenter(tmp_path / "other", backend="onnxruntime", cache_dir=tmp_path)
     with pytest.raises(rt.VocabularyError, match="another export"):

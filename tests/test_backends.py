@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from sanrt.export.quantize import add_variant
 from sanrt.runtime.backends import make_runner
-from sanrt.runtime.compare import cosine_min
+from sanrt.evaluation.compare import cosine_min
 from sanrt.runtime.errors import BackendError
 from sanrt.runtime.manifest import Manifest
 from sanrt.runtime.preprocess import pad_batch, prepare
@@ -61,12 +61,12 @@ def test_int8_variants_are_added_and_run(tiny_export, tmp_path, method, precisio
     shutil.copytree(tiny_export, folder)
     assert add_variant(folder, method, n_images=2, progress=lambda s: None) == precision
     m = Manifest.load(folder)  # every hash, the new file's included, checks out
-    assert m["graphs"]["image"]["variants"][precision] in m["sha256"]
-    assert precision in m["quantization"]
+    assert m.graphs["image"].variants[precision] in m.sha256
+    assert precision in m.quantization
     if method == "static":  # side adapter and mask decoder stay float (INT8 there loses the [SLS] embeddings)
         import onnx
 
-        g = onnx.load(folder / m["graphs"]["image"]["variants"][precision]).graph
+        g = onnx.load(folder / m.graphs["image"].variants[precision]).graph
         producer = {o: n.op_type for n in g.node for o in n.output}
         compute = [n for n in g.node if n.op_type in ("MatMul", "Conv")]
         int8 = {n.name for n in compute if "DequantizeLinear" in {producer.get(i) for i in n.input}}
@@ -137,7 +137,7 @@ def test_int8_recipe_per_cpu_tier(tiny_export, tmp_path, monkeypatch, caplog):
         shutil.copytree(tiny_export, folder)
         add_variant(folder, "dynamic", n_images=1, progress=lambda s: None, for_cpu=for_cpu)
         graphs[for_cpu] = folder
-        assert Manifest.load(folder)["quantization"]["int8dyn"]["weight_bits"] == (7 if for_cpu == "any" else 8)
+        assert Manifest.load(folder).quantization["int8dyn"]["weight_bits"] == (7 if for_cpu == "any" else 8)
     assert worst(_int8_weights(graphs["any"] / "image_int8dyn.onnx")) <= 32767
     assert worst(_int8_weights(graphs["vnni"] / "image_int8dyn.onnx")) > 32767  # would saturate without VNNI
     caplog.set_level(logging.WARNING, logger="sanrt")
@@ -154,8 +154,8 @@ def test_int8_recipe_per_cpu_tier(tiny_export, tmp_path, monkeypatch, caplog):
 
 def test_runners_and_segmenters_close_as_context_managers(tiny_export, tmp_path):
     """close() and `with` free a runner's session; nothing is freed in __del__ (no finalizer)."""
-    import sanrt.runtime.tensorrt_runner  # noqa: F401 - imports without TensorRT; its runner counts too
-    from sanrt.runtime.runner import Runner
+    import sanrt.runtime.backends.trt  # noqa: F401 - imports without TensorRT; its runner counts too
+    from sanrt.runtime.backends.base import Runner
 
     assert {c.__name__ for c in Runner.__subclasses__()} >= {"OnnxRuntimeRunner", "OpenVinoRunner", "TensorRTRunner"}
     assert "__del__" not in {n for cls in Runner.__subclasses__() for n in vars(cls)}

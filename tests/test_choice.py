@@ -33,7 +33,7 @@ def manifest(tiny_export, tmp_path):
 
 def test_fastest_verified_path_wins(manifest):
     choice.record(manifest, _paths(), source="test")
-    backend, precision, why = choice.choose(manifest, available={"onnxruntime", "openvino"})
+    backend, precision, device, why = choice.choose(manifest, available={"onnxruntime", "openvino"})
     # ov-int8 is faster but misses the bounds; ort-int8dyn is the fastest that meets them
     assert (backend, precision) == ("onnxruntime", "int8dyn") and "ort-int8dyn" in why and "99.50%" in why
     recorded = json.loads((manifest.folder / choice.VERIFIED).read_text())
@@ -63,15 +63,19 @@ def test_uninstalled_backend_is_skipped(manifest):
 
 def test_a_removed_variant_invalidates_its_entry(manifest):
     choice.record(manifest, _paths(), source="test")
-    del manifest.data["graphs"]["image"]["variants"]["int8dyn"]
+    data = copy.deepcopy(manifest.data)
+    del data["graphs"]["image"]["variants"]["int8dyn"]
+    manifest = Manifest(data, manifest.folder)
     assert choice.choose(manifest, available={"onnxruntime", "openvino"})[:2] == ("openvino", "bf16")
 
 
 def test_a_re_export_invalidates_every_entry(manifest):
     choice.record(manifest, _paths(), source="test")
+    data = copy.deepcopy(manifest.data)
     for f in ("image.onnx", "image_int8.onnx", "image_int8dyn.onnx"):
-        manifest.data["sha256"][f] = "c" * 64  # new graphs under the same names
-    backend, precision, why = choice.choose(manifest, available={"onnxruntime", "openvino"})
+        data["sha256"][f] = "c" * 64  # new graphs under the same names
+    manifest = Manifest(data, manifest.folder)
+    backend, precision, device, why = choice.choose(manifest, available={"onnxruntime", "openvino"})
     assert (backend, precision) == ("onnxruntime", "fp32") and "no longer those of this export" in why
 
 
@@ -84,13 +88,13 @@ def test_entries_without_graph_hashes_or_with_pairs_that_do_not_exist_are_ignore
 
 
 def test_no_measurements_falls_back_and_says_so(manifest):
-    backend, precision, why = choice.choose(manifest)
+    backend, precision, device, why = choice.choose(manifest)
     assert (backend, precision) == ("onnxruntime", "fp32") and "no verified measurements" in why
 
 
 def test_other_machines_entries_are_ignored(manifest):
     (manifest.folder / choice.VERIFIED).write_text('{"cpu64-some-other-cpu": {"source": "x", "paths": {}}}')
-    assert "no verified measurements" in choice.choose(manifest)[2]
+    assert "no verified measurements" in choice.choose(manifest)[3]
 
 
 @pytest.mark.parametrize("text", ["{not json", "[1, 2]", '{"%s": 5}'])
@@ -113,3 +117,21 @@ def test_each_accuracy_bound_alone_refuses_a_path(manifest, acc):
     del paths["ov-bf16"]
     choice.record(manifest, paths, source="test")
     assert choice.choose(manifest, available={"onnxruntime", "openvino"})[:2] == ("onnxruntime", "fp32")
+
+
+def test_cpu_measurements_never_choose_a_cuda_path(manifest):
+    """A CUDA path cannot be recorded as a CPU measurement, and an entry under this CPU's key that
+    claims a CUDA path (hand-edited, or from another tool) is never chosen: CPU paths run on the CPU."""
+    from sanrt.runtime.errors import BackendError
+
+    cuda = {"backend": "onnxruntime", "precision": "fp16", "median_s": 0.01, "label_agreement": 1.0,
+            "mask_emb_cosine_min": 1.0}
+    with pytest.raises(BackendError, match="tensorrt fp16 runs on cuda, not cpu"):
+        choice.record(manifest, {"trt-fp16": {**cuda, "backend": "tensorrt"}}, source="test")
+    choice.record(manifest, _paths(), source="test")
+    data = json.loads((manifest.folder / choice.VERIFIED).read_text())
+    data[choice.verification_key("cpu")]["paths"]["ort-cuda-fp16"] = {**cuda, "device": "cuda",
+                                                                     "graphs": choice.graphs_of(manifest, "fp32")}
+    (manifest.folder / choice.VERIFIED).write_text(json.dumps(data))
+    backend, precision, device, why = choice.choose(manifest, available={"onnxruntime", "openvino"})
+    assert (backend, precision, device) == ("onnxruntime", "int8dyn", "cpu") and "ort-int8dyn" in why

@@ -5,10 +5,10 @@ import pytest
 import torch
 from sanrt.model.pipeline import TorchSegmenter
 from sanrt.model.reference import load_fixture_model
-from sanrt.runtime.compare import FP32, Comparison, label_agreement, tie_mask
+from sanrt.evaluation.compare import FP32, Comparison, label_agreement, tie_mask
 from sanrt.runtime.postprocess import semantic_inference
 from sanrt.runtime.segmenter import Segmenter
-from sanrt.runtime.vocabulary import dataset_vocabulary
+from sanrt.runtime.datasets import dataset_vocabulary
 
 
 def test_tie_mask_margin_is_twice_the_rounding_bound():
@@ -40,7 +40,7 @@ def k847(tiny_export, tiny_dev, tmp_path_factory):
 def _compare(pairs):
     c = Comparison(FP32)
     for i, (ours, r) in enumerate(pairs):
-        c.labels(f"image {i}", ours, r["labels"], ref_scores=r["scores"])
+        c.labels(f"image {i}", ours, r.labels, ref_scores=r.scores)
     return c
 
 
@@ -56,9 +56,9 @@ def test_logits_off_by_1e3_of_their_range_fail(k847):
     rng = np.random.default_rng(1)
     pairs = []
     for _, r, enc in k847:
-        logits = r["class_logits"]
+        logits = r.class_logits
         noisy = logits + rng.uniform(-1, 1, logits.shape).astype(np.float32) * 1e-3 * float(np.ptp(logits))
-        labels = semantic_inference(noisy, r["mask_logits"], enc["padded_hw"], enc["image_hw"][0], enc["orig_hw"][0])
+        labels = semantic_inference(noisy, r.mask_logits, enc.padded_hw, enc.image_hw[0], enc.orig_hw[0])
         pairs.append((labels, r))
     c = _compare(pairs)
     assert not c.ok and "label agreement" in c.failures()[0]
@@ -66,6 +66,6 @@ def test_logits_off_by_1e3_of_their_range_fail(k847):
 
 def test_two_classes_swapped_fail(k847):
     ours, r, _ = k847[0]
-    a, b = np.unique(r["labels"])[:2] if len(np.unique(r["labels"])) > 1 else (r["labels"][0, 0], r["labels"][0, 0] + 1)
+    a, b = np.unique(r.labels)[:2] if len(np.unique(r.labels)) > 1 else (r.labels[0, 0], r.labels[0, 0] + 1)
     swapped = np.where(ours.labels == a, b, np.where(ours.labels == b, a, ours.labels))
     assert not _compare([(swapped, r)]).ok

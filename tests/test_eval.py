@@ -1,4 +1,4 @@
-"""benchmarks/eval_miou.py and sanrt.runtime.evaluation: detectron2's SemSegEvaluator metrics, checked
+"""benchmarks/eval_miou.py and sanrt.evaluation.miou: detectron2's SemSegEvaluator metrics, checked
 by hand on a confusion pattern, and end to end on synthetic datasets written in the official layouts."""
 import json
 import math
@@ -9,7 +9,7 @@ import pytest
 from conftest import ROOT
 from PIL import Image
 
-from sanrt.runtime.evaluation import LAYOUTS, ConfusionMatrix, DatasetError, pairs, read_label
+from sanrt.evaluation.miou import LAYOUTS, ConfusionMatrix, DatasetError, pairs, read_label
 
 
 def test_metrics_by_hand():

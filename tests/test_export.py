@@ -9,7 +9,7 @@ from sanrt.export.parity import compare
 from sanrt.model.reference import load_fixture_model
 from sanrt.runtime.manifest import Manifest
 from sanrt.runtime.segmenter import Segmenter
-from sanrt.runtime.vocabulary import dataset_vocabulary
+from sanrt.runtime.datasets import dataset_vocabulary
 
 GRAPHS = ("image.onnx", "text.onnx", "head.onnx")
 
@@ -46,10 +46,10 @@ def test_manifest_is_complete(tiny_export):
     for key in ("preset", "config", "weights", "opset", "ranges", "input", "templates", "tokenizer", "sha256",
                 "sanrt_version", "export_settings", "queries", "embed_dim"):
         assert key in m.data, key
-    assert set(m["sha256"]) == {*GRAPHS, "text_after.onnx", "text_start_kv.npy", "classifier.npz",
+    assert set(m.sha256) == {*GRAPHS, "text_after.onnx", "text_start_kv.npy", "classifier.npz",
                                 "bpe_simple_vocab_16e6.txt.gz"}
-    assert len(m["templates"]) == 14 and m["input"]["pixel_mean"][0] == pytest.approx(122.7709383)
-    assert m["weights"].startswith("checkpoint.pth sha256:")
+    assert len(m.templates) == 14 and m.input.pixel_mean[0] == pytest.approx(122.7709383)
+    assert m.weights.startswith("checkpoint.pth sha256:")
 
 
 def test_export_is_deterministic(tiny_export, tiny_dev, tmp_path):
@@ -88,7 +88,7 @@ def test_fp32_parity_with_pytorch(tiny_export, tiny_dev, tmp_path):
 
 
 def test_parity_report_fails_out_of_bounds():
-    from sanrt.runtime.compare import FP32, Comparison
+    from sanrt.evaluation.compare import FP32, Comparison
 
     r = Comparison(FP32)
     r.tensors("c", "mask_emb", np.array([1.0, 2.0]), np.array([1.0, 2.001]))

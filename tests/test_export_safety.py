@@ -65,7 +65,7 @@ def test_a_re_export_replaces_the_old_one_whole(tiny_export, tiny_dev, tmp_path)
                               "--out", export)
     assert code == 0, err
     m, _ = _loads(export, tmp_path)
-    assert m["weights"].startswith("random") and not (export / "image_int8dyn.onnx").exists() and _no_partials(export)
+    assert m.weights.startswith("random") and not (export / "image_int8dyn.onnx").exists() and _no_partials(export)
     assert os.stat(export).st_mode & 0o777 == 0o777 & ~_umask()
 
 
@@ -90,7 +90,7 @@ def test_a_killed_quantisation_leaves_a_loadable_export(tiny_export, tmp_path):
         proc.wait(30)
         m, vocab = _loads(export, tmp_path)
         assert len(vocab) == 2
-        variants = m["graphs"]["image"].get("variants", {})
+        variants = m.graphs["image"].variants
         if "int8dyn" in variants:  # listed: whole and matching its hash (checked by load)
             Segmenter(export, backend="onnxruntime", precision="int8dyn", cache_dir=tmp_path / "cache")
     assert json.loads((export / "manifest.json").read_text())["format"] == "sanrt-export/1"

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from sanrt.model import SAN, from_fixture_config
 from sanrt.model.ops import ClipResize
 from sanrt.model.random_init import spread_random_init_
-from sanrt.runtime.compare import rel_err
+from sanrt.evaluation.compare import rel_err
 
 SIDES = range(32, 2561, 32)  # every padded side an export accepts
 ODD_SIDES = (33, 650, 651, 1001, 1439, 2559)  # what a direct caller of the image graph may send
@@ -108,7 +108,7 @@ def test_export_matches_pytorch_on_a_flat_1600_token_grid(tiny_export, tiny_dev,
     """A 40x640 photo pads to 160x2560: a 10x160 side grid of 1600 tokens (the flat-table case)."""
     from sanrt.model.reference import load_fixture_model
     from sanrt.runtime import Segmenter
-    from sanrt.runtime.compare import cosine_min
+    from sanrt.evaluation.compare import cosine_min
 
     model, _ = load_fixture_model(tiny_dev)
     seg = Segmenter(tiny_export, backend="onnxruntime", cache_dir=tmp_path)
@@ -118,8 +118,8 @@ def test_export_matches_pytorch_on_a_flat_1600_token_grid(tiny_export, tiny_dev,
     from sanrt.model.pipeline import TorchSegmenter
 
     ref = TorchSegmenter(model).encode_images([img])
-    assert cosine_min(enc.mask_emb[0], ref["mask_emb"][0].numpy()) >= 0.99999
-    err = np.abs(enc.mask_logits[0] - ref["mask_logits"][0].numpy()).max() / np.abs(ref["mask_logits"][0].numpy()).max()
+    assert cosine_min(enc.mask_emb[0], ref.mask_emb[0]) >= 0.99999
+    err = np.abs(enc.mask_logits[0] - ref.mask_logits[0]).max() / np.abs(ref.mask_logits[0]).max()
     assert err < 1e-4
 
 
@@ -130,7 +130,7 @@ def test_vit_l_geometry_exports_with_the_official_clip_sizes(tiny_dev, tmp_path)
     from sanrt.export import export
     from sanrt.model.pipeline import TorchSegmenter
     from sanrt.runtime import Segmenter
-    from sanrt.runtime.compare import cosine_min
+    from sanrt.evaluation.compare import cosine_min
 
     c = json.loads((tiny_dev / "tiny_config.json").read_text())
     c["input"]["clip_resolution_scale_factor"] = 0.7
@@ -146,9 +146,9 @@ def test_vit_l_geometry_exports_with_the_official_clip_sizes(tiny_dev, tmp_path)
     for h, w in ((640, 640), (640, 1440), (864, 640)):
         img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
         enc, r = seg.encode_images([img]), ref.encode_images([img])
-        assert cosine_min(enc.mask_emb[0], r["mask_emb"][0].numpy()) >= 0.99999, (h, w)
-        np.testing.assert_allclose(enc.mask_logits[0], r["mask_logits"][0].numpy(), rtol=0,
-                                   atol=1e-4 * float(np.abs(r["mask_logits"][0].numpy()).max()))
+        assert cosine_min(enc.mask_emb[0], r.mask_emb[0]) >= 0.99999, (h, w)
+        np.testing.assert_allclose(enc.mask_logits[0], r.mask_logits[0], rtol=0,
+                                   atol=1e-4 * float(np.abs(r.mask_logits[0]).max()))
 
 
 @pytest.mark.parametrize("hw", [(100, 640), (640, 2592), (16, 640), (640, 650)])

@@ -8,7 +8,7 @@ from conftest import run_script
 from sanrt.export.fp16 import drop_cast_round_trips, fp16_weight_floor, layernorm_stat_nodes, to_fp16
 from sanrt.export.onnx_export import trace_fp32_for_fp16
 from sanrt.model.reference import load_fixture_model
-from sanrt.runtime.compare import cosine_min, label_agreement
+from sanrt.evaluation.compare import cosine_min, label_agreement
 from sanrt.runtime.segmenter import Segmenter
 
 

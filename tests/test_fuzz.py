@@ -115,8 +115,8 @@ def test_manifest_json_is_valid_or_an_export_folder_error(manifest_data, data):
 def test_cache_files_are_used_only_when_whole_and_right(tiny_segmenter, tmp_path_factory, data):
     path = tmp_path_factory.mktemp("c") / "entry.npy"
     path.write_bytes(data)
-    w = tiny_segmenter._read_cached(path, (3, tiny_segmenter.bg_embed.shape[-1]))
-    assert w is None or (w.shape == (3, tiny_segmenter.bg_embed.shape[-1]) and np.isfinite(w).all())
+    w = tiny_segmenter.text.read_cached(path, (3, tiny_segmenter.text.bg_embed.shape[-1]))
+    assert w is None or (w.shape == (3, tiny_segmenter.text.bg_embed.shape[-1]) and np.isfinite(w).all())
 
 
 @given(shape=st.tuples(st.integers(0, 4), st.integers(0, 70)), fill=st.sampled_from([0.0, 1.0, np.nan, np.inf]),
@@ -125,8 +125,8 @@ def test_cache_arrays_of_any_shape_or_content(tiny_segmenter, tmp_path_factory, 
     path = tmp_path_factory.mktemp("c") / "entry.npy"
     with np.errstate(invalid="ignore"):
         np.save(path, np.full(shape, fill).astype(dtype))
-    w = tiny_segmenter._read_cached(path, (3, tiny_segmenter.bg_embed.shape[-1]))
-    assert w is None or (w.shape == (3, tiny_segmenter.bg_embed.shape[-1]) and np.isfinite(w).all())
+    w = tiny_segmenter.text.read_cached(path, (3, tiny_segmenter.text.bg_embed.shape[-1]))
+    assert w is None or (w.shape == (3, tiny_segmenter.text.bg_embed.shape[-1]) and np.isfinite(w).all())
 
 
 @pytest.fixture(scope="module")
@@ -189,7 +189,7 @@ def test_vocabulary_arguments_of_any_kind(tiny_segmenter, names):
         v = tiny_segmenter.vocabulary(names)
     except SanrtError:
         return
-    assert len(v) == len(names) and v.class_weights.shape == (len(names) + 1, tiny_segmenter.bg_embed.shape[-1])
+    assert len(v) == len(names) and v.class_weights.shape == (len(names) + 1, tiny_segmenter.text.bg_embed.shape[-1])
 
 
 @given(shape=st.lists(st.integers(0, 5), min_size=0, max_size=4),
@@ -235,10 +235,10 @@ request_value = st.one_of(
 
 @given(inputs=st.dictionaries(st.sampled_from(["IMAGE", "IMAGE_RGB", "CLASSES", "DATASET"]), request_value, max_size=4))
 def test_triton_request_inputs_of_any_kind(inputs):
-    """The san model's request reading (runtime/triton_models.py): an (image, names) pair or one
+    """The san model's request reading (serving/models.py): an (image, names) pair or one
     SanrtError, which the model answers as an error response; never another exception."""
     from sanrt.runtime import SanrtError
-    from sanrt.runtime.triton_models import PipelineModel
+    from sanrt.serving.models import PipelineModel
 
     try:
         img, names = PipelineModel._read(_Request, _Request(inputs))

@@ -53,7 +53,7 @@ def test_rerunning_into_the_input_folder_skips_sanrts_own_outputs(tiny_export, t
 
 
 def test_an_empty_sanrt_cache_is_the_default_not_the_working_folder(monkeypatch, tmp_path):
-    from sanrt.runtime.segmenter import default_cache_dir
+    from sanrt.runtime.text import default_cache_dir
 
     monkeypatch.setenv("SANRT_CACHE", "")
     monkeypatch.chdir(tmp_path)
@@ -90,7 +90,7 @@ def test_two_quantisations_of_one_export_do_not_lose_a_graph(tiny_export, tmp_pa
     if codes == [0, 2]:
         assert any("another quantisation is changing" in e for _, e in results)
     m = json.loads((export / "manifest.json").read_text())
-    assert "int8dyn" in m["graphs"]["image"]["variants"]
+    assert "int8dyn" in m.graphs["image"].variants
     Segmenter(export, backend="onnxruntime", precision="int8dyn", cache_dir=tmp_path / "c")
 
 

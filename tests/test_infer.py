@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from conftest import run_script
 from PIL import Image
-from sanrt.runtime.compare import label_agreement
+from sanrt.evaluation.compare import label_agreement
 
 
 def _infer(*args):
@@ -28,7 +28,7 @@ def test_official_label_maps(tiny_export, tiny_dev, photos, tmp_path):
         ref = np.load(npz)
         labels = np.asarray(Image.open(tmp_path / f"{npz.stem}_labels.png"))
         assert labels.shape == ref["label_map"].shape
-        # the official label map, near-ties of its scores apart (sanrt.runtime.compare)
+        # the official label map, near-ties of its scores apart (sanrt.evaluation.compare)
         assert label_agreement(labels, ref["label_map"], ref["sem_seg"]).agreement >= 0.9999, npz.stem
         report = json.loads((tmp_path / f"{npz.stem}.json").read_text())
         assert {"decode", "preprocess", "image_graph", "head", "postprocess"} <= set(report["timings_s"])

@@ -37,8 +37,8 @@ def test_infer_script_on_an_engine_folder_gives_the_true_reason(tiny_export, tmp
         (engines / f"{g}.engine").write_bytes(b"not a real engine")
     (engines / "engine.json").write_text(json.dumps({
         "export": str(tiny_export), "precision": "fp16", "tensorrt": "10.13.0", "gpu": "NVIDIA H100",
-        "compute_capability": "9.0", "engines": {g: {"file": f"{g}.engine", "onnx": m["graphs"][g]["file"],
-                                                      "onnx_sha256": m["sha256"][m["graphs"][g]["file"]]}
+        "compute_capability": "9.0", "engines": {g: {"file": f"{g}.engine", "onnx": m.graphs[g].file,
+                                                      "onnx_sha256": m.sha256[m.graphs[g].file]}
                                                   for g in ("image", "text", "head")}}))
     from PIL import Image
 

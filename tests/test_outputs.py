@@ -9,7 +9,7 @@ from PIL import Image
 
 from sanrt.runtime import OutputError, SegmentationWriter
 from sanrt.runtime.outputs import write_atomic, written_by_sanrt
-from sanrt.runtime.segmenter import Segmentation
+from sanrt.runtime.results import Segmentation
 
 
 def _seg(h=20, w=30, k=3):

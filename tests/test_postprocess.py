@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from sanrt.model.postprocess import semantic_inference as torch_semantic_inference
 from sanrt.runtime.postprocess import bilinear_matrix, semantic_inference
-from sanrt.runtime.compare import label_agreement
+from sanrt.evaluation.compare import label_agreement
 
 
 @pytest.mark.parametrize("out_size,in_size", [(640, 40), (37, 40), (40, 40), (97, 13), (5, 80)])

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from conftest import run_script
 from sanrt.runtime.manifest import Manifest
-from sanrt.runtime.triton_repo import IMAGE_BACKENDS, NAMES, write_repository
+from sanrt.serving.repository import IMAGE_BACKENDS, NAMES, write_repository
 
 TYPES = {"uint8": "TYPE_UINT8", "int64": "TYPE_INT64", "int32": "TYPE_INT32", "float32": "TYPE_FP32"}
 
@@ -40,7 +40,7 @@ def test_configs_parse_and_match_the_manifest(tiny_export, engine_folder, tmp_pa
     configs = write_repository(engine_folder if backend == "tensorrt" else tiny_export, tmp_path / "repo", backend,
                                max_batch=4, instances=2)
     parsed = {name: _parse(text) for name, text in configs.items()}
-    q, d = m["queries"], m["embed_dim"]
+    q, d = m.queries, m.embed_dim
     img = parsed[NAMES["image"]]
     assert img.max_batch_size == 4 and list(img.dynamic_batching.preferred_batch_size) == [1, 2, 4]
     assert img.instance_group[0].count == 2
@@ -52,8 +52,8 @@ def test_configs_parse_and_match_the_manifest(tiny_export, engine_folder, tmp_pa
     # every graph model's names are the export's (manifest "graphs"), batch dimension implicit or explicit
     for graph in ("image", "text", "head"):
         cfg = parsed[NAMES[graph]]
-        assert {t.name for t in cfg.input} == set(m["graphs"][graph]["inputs"])
-        assert {t.name for t in cfg.output} == set(m["graphs"][graph]["outputs"])
+        assert {t.name for t in cfg.input} == set(m.data["graphs"][graph]["inputs"])
+        assert {t.name for t in cfg.output} == set(m.data["graphs"][graph]["outputs"])
         if backend == "tensorrt":
             assert cfg.platform == "tensorrt_plan" and (tmp_path / "repo" / NAMES[graph] / "1" / "model.plan").is_file()
         else:
@@ -88,7 +88,7 @@ def test_a_running_server_answers_as_the_runtime_does(small_export):
     vocabularies, bad requests (an image outside the range of this export made with --max-side
     1024 among them), statistics, stop: benchmarks/serve_check.py's JSON line."""
     from sanrt.runtime import BackendError
-    from sanrt.runtime.triton_server import serving_env
+    from sanrt.serving.server import serving_env
 
     try:
         serving_env()
@@ -106,7 +106,7 @@ def test_a_running_server_answers_as_the_runtime_does(small_export):
 
 
 def test_the_launcher_stops_tritonserver_on_sigterm(small_export, tmp_path):
-    """`python -m sanrt.runtime.triton_server REPO` under docker stop / systemd: SIGTERM stops the
+    """`python -m sanrt.serving.server REPO` under docker stop / systemd: SIGTERM stops the
     server's whole process group in bounded time, exit 0, and its temporary folder goes too."""
     import os
     import signal
@@ -116,8 +116,8 @@ def test_the_launcher_stops_tritonserver_on_sigterm(small_export, tmp_path):
     import time
 
     from sanrt.runtime import BackendError
-    from sanrt.runtime.triton_repo import write_repository
-    from sanrt.runtime.triton_server import serving_env
+    from sanrt.serving.repository import write_repository
+    from sanrt.serving.server import serving_env
 
     try:
         env = serving_env()
@@ -125,7 +125,7 @@ def test_the_launcher_stops_tritonserver_on_sigterm(small_export, tmp_path):
         pytest.skip(f"{e}")
     write_repository(small_export, tmp_path / "repo", "python", site_dirs=[env["site_packages"]])
     before = set(Path(tempfile.gettempdir()).glob("sanrt-triton-*"))
-    proc = subprocess.Popen([sys.executable, "-m", "sanrt.runtime.triton_server", str(tmp_path / "repo")],
+    proc = subprocess.Popen([sys.executable, "-m", "sanrt.serving.server", str(tmp_path / "repo")],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         assert proc.stdout.readline().startswith("serving "), proc.stderr.read()

@@ -6,7 +6,7 @@ import os
 import pytest
 from conftest import run_script
 from sanrt.export.tensorrt_build import engine_key, profiles_for, source_onnx
-from sanrt.runtime.engines import check_compatible, resolve
+from sanrt.runtime.backends.trt_engines import check_compatible, resolve
 from sanrt.runtime.errors import BackendError, ExportFolderError
 from sanrt.runtime.manifest import Manifest
 
@@ -17,11 +17,11 @@ def test_profiles_follow_the_manifest(tiny_export):
     m = Manifest.load(tiny_export)
     p = profiles_for(m, "image")
     lo, opt, hi = p["images"]
-    assert lo == (1, 3, 32, 32) and opt == (1, 3, 640, 640) and hi == (m["ranges"]["batch"][1], 3, 2560, 2560)
-    assert p["sizes"][2] == (m["ranges"]["batch"][1], 2)
+    assert lo == (1, 3, 32, 32) and opt == (1, 3, 640, 640) and hi == (m.ranges.batch[1], 3, 2560, 2560)
+    assert p["sizes"][2] == (m.ranges.batch[1], 2)
     assert profiles_for(m, "text")["token_ids"][2][1] == 77
     k_hi = profiles_for(m, "head")["class_weights"][2]
-    assert k_hi == (m["ranges"]["classes"][1] + 1, m["embed_dim"])
+    assert k_hi == (m.ranges.classes[1] + 1, m.embed_dim)
 
 
 def test_engine_key_changes_with_every_input(tiny_export):
@@ -95,7 +95,7 @@ def test_build_without_tensorrt_is_one_line(tiny_export):
 def _no_gpu_here():
     """cuda-python's runtime where it imports and finds no GPU (this project's CI), else skip."""
     pytest.importorskip("cuda.bindings")
-    from sanrt.runtime.cuda_api import cudart
+    from sanrt.runtime.backends.cuda_api import cudart
 
     if int(cudart().cudaGetDeviceCount()[0]) == 0:
         pytest.skip("a CUDA GPU is present")
@@ -103,8 +103,8 @@ def _no_gpu_here():
 
 def test_cuda_errors_without_a_gpu_are_one_line():
     _no_gpu_here()
-    from sanrt.runtime.cuda_api import check, cudart
-    from sanrt.runtime.engines import gpu_identity
+    from sanrt.runtime.backends.cuda_api import check, cudart
+    from sanrt.runtime.backends.trt_engines import gpu_identity
 
     with pytest.raises(BackendError, match=r"^CUDA stream creation failed: \S.*") as e:
         check(cudart().cudaStreamCreate(), "stream creation")
@@ -209,8 +209,8 @@ def _engines_for(export_dir, folder, **changes):
     m = Manifest.load(export_dir)
     folder.mkdir(parents=True, exist_ok=True)
     meta = {"export": str(export_dir), "export_relative": os.path.relpath(export_dir, folder), "tensorrt": "11.4.0", **GPU,
-            "precision": "fp16", "engines": {g: {"file": f"{g}.engine", "onnx": m["graphs"][g]["file"],
-                                                  "onnx_sha256": m["sha256"][m["graphs"][g]["file"]]}
+            "precision": "fp16", "engines": {g: {"file": f"{g}.engine", "onnx": m.graphs[g].file,
+                                                  "onnx_sha256": m.sha256[m.graphs[g].file]}
                                               for g in ("image", "text", "head")}}
     meta.update(changes)
     for g in ("image", "text", "head"):
@@ -222,7 +222,7 @@ def _engines_for(export_dir, folder, **changes):
 def test_engines_follow_their_export_when_both_move_and_refuse_other_graphs(tiny_export, tmp_path):
     import shutil
 
-    from sanrt.runtime.engines import check_built_from
+    from sanrt.runtime.backends.trt_engines import check_built_from
     from sanrt.runtime.manifest import Manifest
 
     export = tmp_path / "a" / "export"

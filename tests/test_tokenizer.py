@@ -3,7 +3,8 @@ import numpy as np
 import open_clip
 import pytest
 from sanrt.runtime.tokenizer import tokenize
-from sanrt.runtime.vocabulary import DATASET_TITLES, VILD_TEMPLATES, dataset_vocabulary
+from sanrt.runtime.datasets import DATASET_TITLES, dataset_vocabulary
+from sanrt.runtime.vocabulary import VILD_TEMPLATES
 
 TRICKY = [
     "", " ", "\t\n", "a photo of a cat.", "A PHOTO OF A CAT!!!", "It's what they'll've done", "don't",

@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 
 from .cuda_api import check, cudart
-from .errors import BackendError, ExportFolderError
+from ..errors import BackendError, ExportFolderError
 
 ENGINE_META = "engine.json"
 

@@ -4,7 +4,7 @@ Not named cuda.py: `python runtime/infer.py` puts runtime/ first on sys.path, wh
 shadow cuda-python's own `cuda` package (tests/test_layout.py)."""
 from __future__ import annotations
 
-from .errors import BackendError
+from ..errors import BackendError
 
 
 def cudart():

@@ -19,8 +19,8 @@ from collections import OrderedDict
 
 import numpy as np
 
-from .errors import SanrtError
-from .runner import Runner
+from sanrt.runtime.errors import SanrtError
+from sanrt.runtime.backends.base import Runner
 
 GRAPH_IO = {  # graph: (inputs, outputs), names as in the export
     "image": (("images", "sizes"), ("mask_logits", "mask_emb")),
@@ -44,13 +44,13 @@ class GraphModel:
     """config parameters: export_dir, graph (image | text | head), backend, precision."""
 
     def initialize(self, args):
-        from .backends import make_runner
-        from .manifest import Manifest
+        from sanrt.runtime.backends import make_runner
+        from sanrt.runtime.manifest import Manifest
 
         p = _params(args)
         self.graph = p["graph"]
         m = Manifest.load(p["export_dir"])
-        path = m.folder / (m.image_graph(p.get("precision", "fp32")) if self.graph == "image" else m["graphs"][self.graph]["file"])
+        path = m.folder / (m.image_graph(p.get("precision", "fp32")) if self.graph == "image" else m.graphs[self.graph].file)
         self.runner = make_runner(p.get("backend", "onnxruntime"), path, device="cpu",
                                   **({"precision": p["precision"]} if self.graph == "image" and "precision" in p else {}))
         self.inputs, self.outputs = GRAPH_IO[self.graph]
@@ -95,7 +95,7 @@ class PipelineModel:
     lru_size (vocabularies kept in memory)."""
 
     def initialize(self, args):
-        from .segmenter import Segmenter
+        from sanrt.runtime.segmenter import Segmenter
 
         p = _params(args)
         runners = {g: TritonModelRunner(p[f"{g}_model"], GRAPH_IO[g][1]) for g in GRAPH_IO}
@@ -105,7 +105,7 @@ class PipelineModel:
 
     def vocabulary(self, names: tuple[str, ...]):
         """From the LRU (keyed as the runtime's on-disk cache), else that cache, else the text model."""
-        key = self.seg.cache_key(list(names))
+        key = self.seg.text.cache_key(list(names))
         if key in self.lru:
             self.lru.move_to_end(key)
             return self.lru[key]
@@ -138,9 +138,10 @@ class PipelineModel:
     @staticmethod
     def _read(pb, r):
         """(RGB uint8 image, class names) from a request; SanrtError for anything unusable."""
-        from .errors import ImageError, VocabularyError
-        from .images import decode_image, to_rgb_u8
-        from .vocabulary import check_vocabulary, dataset_vocabulary
+        from sanrt.runtime.errors import ImageError, VocabularyError
+        from sanrt.runtime.images import decode_image, to_rgb_u8
+        from sanrt.runtime.datasets import dataset_vocabulary
+        from sanrt.runtime.vocabulary import check_vocabulary
 
         def opt(name):
             t = pb.get_input_tensor_by_name(r, name)

@@ -1,7 +1,7 @@
 """The distance to the physical limit: FLOPs of the SAN image graph and the machine's measured GEMM
 peak per precision, so each speed row can say what fraction of the machine it uses.
 
-    python benchmarks/peak.py                    # GEMM peaks of this machine, as JSON
+    python -m sanrt.benchmarks.lib.peak          # GEMM peaks of this machine, as JSON
 
 FLOPs are counted on the PyTorch graph (torch.utils.flop_counter: matmuls, convolutions; a
 multiply-add is 2 FLOPs), by part (CLIP, side adapter, mask decoder). The peak is measured, not
@@ -13,27 +13,15 @@ is graph FLOPs / median time / that peak.
 from __future__ import annotations
 
 import json
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
+from .timing import median_time
+
 GEMM = (1600, 768, 3072)  # tokens x width x MLP width: the side adapter's grid at 640x640, CLIP's MLP
-
-
-def median_time(fn, runs: int = 15, warmup: int = 3) -> float:
-    """Median seconds of `runs` calls of fn() after `warmup` calls."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def _gemm_onnx(path: Path, int8: bool) -> None:

@@ -2,8 +2,8 @@
 inputs uploaded in their own dtype (the image graph takes uint8: a quarter of FP32's bytes), and an
 optional CUDA graph per input-shape set, replayed instead of enqueueing every layer.
 
-NOT RUN ON A GPU YET (see README): every TensorRT and CUDA call is checked against the TensorRT
-10/11 Python bindings and cuda-bindings 13; what needs no GPU (import and driver errors) is tested.
+Every TensorRT and CUDA call follows the TensorRT 10/11 Python bindings and cuda-bindings 13; the
+tests cover what needs no GPU (import and driver errors), benchmarks/gpu_check.py the rest.
 """
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 
 from .cuda_api import check, cudart
-from .engines import import_tensorrt
-from .errors import BackendError, RangeError
-from .runner import Runner
+from .trt_engines import import_tensorrt
+from ..errors import BackendError, RangeError
+from .base import Runner
 
 
 class _DeviceBuffer:
@@ -39,23 +39,38 @@ class _DeviceBuffer:
         self.ptr, self.nbytes = 0, 0
 
 
+class EngineFromFile:
+    """Lazy loader: a serialized engine file deserialized when called -> (ICudaEngine, its logger)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def __call__(self):
+        if not self.path.is_file():
+            raise BackendError(f"engine not found: {self.path}")
+        trt = import_tensorrt()
+        logger = trt.Logger(trt.Logger.WARNING)
+        engine = trt.Runtime(logger).deserialize_cuda_engine(self.path.read_bytes())
+        if engine is None:
+            raise BackendError(f"{self.path} cannot be deserialized: built for another GPU or TensorRT version, or corrupt")
+        return engine, logger
+
+
 class TensorRTRunner(Runner):
     backend = "tensorrt"
 
-    def __init__(self, path: str | Path, device: str = "auto", threads: int | None = None, precision: str = "fp16",
+    def __init__(self, source, device: str = "auto", threads: int | None = None, precision: str = "fp16",
                  cuda_graph: bool = False):
         if device == "cpu":
             raise BackendError("TensorRT runs on a CUDA GPU, not the CPU")
-        path = Path(path)
-        if not path.is_file():
-            raise BackendError(f"engine not found: {path}")
+        loader = source if isinstance(source, EngineFromFile) else EngineFromFile(source)
+        if not loader.path.is_file():  # the user's mistake first, then what the machine lacks
+            raise BackendError(f"engine not found: {loader.path}")
         trt = import_tensorrt()
         self.rt = cudart()
         self.stream = check(self.rt.cudaStreamCreate(), "stream creation (is there a CUDA GPU and driver?)")
-        self.logger = trt.Logger(trt.Logger.WARNING)
-        self.engine = trt.Runtime(self.logger).deserialize_cuda_engine(path.read_bytes())
-        if self.engine is None:
-            raise BackendError(f"{path} cannot be deserialized: built for another GPU or TensorRT version, or corrupt")
+        self.engine, self.logger = loader()
+        path = loader.path
         self.context = self.engine.create_execution_context()
         if self.context is None:
             raise BackendError(f"{path}: no execution context (out of GPU memory?)")

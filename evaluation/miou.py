@@ -1,5 +1,5 @@
-"""Semantic-segmentation accuracy on a dataset: detectron2's SemSegEvaluator metrics in numpy, and the
-dataset layouts SAN's official preparation scripts produce.
+"""Semantic-segmentation accuracy on a dataset: detectron2's SemSegEvaluator metrics in numpy, over
+(image, label) pairs matched by name (the layouts of SAN's datasets: sanrt.runtime.datasets).
 
 Metrics (detectron2 `SemSegEvaluator`): one confusion matrix over the whole dataset, ignore label
 excluded; per-class IoU and accuracy over the classes that occur in the ground truth; mIoU and mACC
@@ -8,40 +8,16 @@ pixels; percentages, as detectron2 prints them.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
-from .errors import SanrtError
+from sanrt.runtime.errors import SanrtError
 
 
 class DatasetError(SanrtError):
     """A dataset folder that is missing, empty or holds labels the vocabulary cannot have."""
-
-
-@dataclass(frozen=True)
-class Layout:
-    images: str  # folder under --root
-    labels: str
-    image_ext: str
-    label_ext: str
-    ignore_label: int
-
-
-# As SAN's datasets/prepare_*.py and san/data/datasets/register_*.py (and detectron2's ADE20K-150
-# registration) lay them out under DETECTRON2_DATASETS; the validation splits SAN reports on.
-LAYOUTS = {
-    "ade150": Layout("ADEChallengeData2016/images/validation", "ADEChallengeData2016/annotations_detectron2/validation",
-                     ".jpg", ".png", 255),
-    "ade847": Layout("ADE20K_2021_17_01/images_detectron2/validation", "ADE20K_2021_17_01/annotations_detectron2/validation",
-                     ".jpg", ".tif", 65535),
-    "pc59": Layout("pcontext/val/image", "pcontext/val/label", ".jpg", ".png", 255),
-    "pc459": Layout("pcontext_full/val/image", "pcontext_full/val/label", ".jpg", ".tif", 65535),
-    "coco_stuff171": Layout("coco/val2017", "coco/stuffthingmaps_detectron2/val2017", ".jpg", ".png", 255),
-    "voc20": Layout("VOC2012/JPEGImages", "VOC2012/annotations_detectron2/val", ".jpg", ".png", 255),
-}
 
 
 class Matched(NamedTuple):
@@ -54,7 +30,7 @@ def pairs(images: Path, labels: Path, image_ext: str | None, label_ext: str) -> 
     """(image, label) files matched by name, as detectron2's load_sem_seg does (the label folder
     defines the split: VOC's JPEGImages holds every split). image_ext None: any image suffix sanrt
     reads (.jpg, .png, .webp, ...); two images of one name with different suffixes are refused."""
-    from .images import IMAGE_SUFFIXES
+    from sanrt.runtime.images import IMAGE_SUFFIXES
 
     for d, what in ((images, "image"), (labels, "label")):
         if not d.is_dir():
@@ -139,3 +115,26 @@ class ConfusionMatrix:
                 "iou": {names[i]: 100 * float(iou[i]) for i in range(k) if iou_valid[i]},
                 "acc": {names[i]: 100 * float(acc[i]) for i in range(k) if valid[i]},
                 "classes_in_gt": int(valid.sum())}
+
+
+def evaluate(seg, vocab, pairs: list, ignore_label: int, reduce_zero_label: bool = False, desc: str = "") -> dict:
+    """Segment every image of `pairs` with `seg` (a Segmenter) and `vocab`; the metrics over the whole
+    set, the image count and the mean seconds per image (segmentation only), with a progress bar."""
+    import sys
+    import time
+
+    from tqdm import tqdm
+
+    from sanrt.runtime.images import load_image
+
+    cm = ConfusionMatrix(len(vocab), ignore_label)
+    seconds = 0.0
+    bar = tqdm(pairs, desc=desc, unit="img", file=sys.stderr)
+    for i, (image_path, label_path) in enumerate(bar, 1):
+        img = load_image(image_path)
+        t = time.perf_counter()
+        [res] = seg.segment([img], vocab)
+        seconds += time.perf_counter() - t
+        cm.update(res.labels, read_label(label_path, ignore_label, reduce_zero_label), str(label_path))
+        bar.set_postfix(img_s=f"{i / seconds:.2f}")
+    return {**cm.metrics(list(vocab.names)), "images": len(pairs), "seconds_per_image": seconds / len(pairs)}

@@ -3,7 +3,7 @@
 Models: `san_image` (the image graph; dynamic batching: Triton batches only requests of equal input
 shapes, so an image is batched only with images of its padded size), `san_text` (the text graph, new
 vocabularies), `san_head` (class weights as an input) and `san`, the pipeline (Python backend, BLS,
-`sanrt.runtime.triton_models.PipelineModel`). The graph models run on TensorRT (`model.plan` from an
+`sanrt.serving.models.PipelineModel`). The graph models run on TensorRT (`model.plan` from an
 engine folder), ONNX Runtime or OpenVINO (`model.onnx`), or, where the server has none of those
 backends (the Python-only `tritonserver` of nvidia-pytriton), in the Python backend on sanrt's ONNX
 Runtime runner, with the same inputs and outputs.
@@ -14,11 +14,11 @@ import os
 import shutil
 from pathlib import Path
 
-from .segmenter import TEXT_CHUNK
-from .engines import resolve
-from .errors import BackendError, OutputError
-from .outputs import build_folder, plan_folder
-from .manifest import Manifest
+from sanrt.runtime.text import TEXT_CHUNK
+from sanrt.runtime.backends.trt_engines import resolve
+from sanrt.runtime.errors import BackendError
+from sanrt.runtime.outputs import build_folder, plan_folder
+from sanrt.runtime.manifest import Manifest
 
 IMAGE_BACKENDS = ("tensorrt", "onnxruntime", "openvino", "python")
 NAMES = {"image": "san_image", "text": "san_text", "head": "san_head", "pipeline": "san"}
@@ -36,7 +36,7 @@ for _d in SITE_DIRS:
     site.addsitedir(_d)
 sys.path[:] = [p for p in sys.path if p not in _before] + _before
 
-from sanrt.runtime.triton_models import {cls} as TritonPythonModel  # noqa: E402,F401
+from sanrt.serving.models import {cls} as TritonPythonModel  # noqa: E402,F401
 '''
 
 
@@ -84,12 +84,12 @@ def write_repository(engine: str | Path, out: str | Path, image_backend: str = "
         raise BackendError("--image-backend tensorrt needs a TensorRT engine folder (export/build_engine.py) as --engine")
     out = Path(out)
     plan_folder(out, is_repository)  # a new or empty folder, or an earlier sanrt repository
-    r = m["ranges"]
-    b_hi = min(max_batch or r["batch"][1], r["batch"][1])
+    r = m.ranges
+    b_hi = min(max_batch or r.batch[1], r.batch[1])
     if b_hi < 1:
         raise BackendError(f"--max-batch must be at least 1, not {max_batch}")
-    q, d = m["queries"], m["embed_dim"]
-    text_batch = min(r["texts"][1], TEXT_CHUNK)
+    q, d = m.queries, m.embed_dim
+    text_batch = min(r.texts[1], TEXT_CHUNK)
     gpu = image_backend == "tensorrt"
     kind = "KIND_GPU" if gpu else "KIND_CPU"
     export_abs = str(Path(export_dir).resolve())
@@ -146,6 +146,6 @@ def write_repository(engine: str | Path, out: str | Path, image_backend: str = "
 def is_repository(folder: Path) -> bool:
     """The folder holds a repository write_repository made (its san model is sanrt's pipeline)."""
     try:
-        return "sanrt.runtime.triton_models" in (Path(folder) / NAMES["pipeline"] / "1" / "model.py").read_text()
+        return "sanrt.serving.models" in (Path(folder) / NAMES["pipeline"] / "1" / "model.py").read_text()
     except OSError:
         return False

@@ -18,8 +18,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-from . import cli
-from .errors import BackendError
+from sanrt.runtime import cli
+from sanrt.runtime.errors import BackendError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -149,7 +149,7 @@ class TritonServer:
 def _serve(argv) -> int:
     import argparse
 
-    ap = cli.ArgumentParser(prog="python -m sanrt.runtime.triton_server",
+    ap = cli.ArgumentParser(prog="python -m sanrt.serving.server",
                                  description="Serve a repository (export/to_triton.py) on 127.0.0.1 until Ctrl-C or SIGTERM.")
     ap.add_argument("repo", type=Path)
     args = ap.parse_args(argv)
