@@ -44,7 +44,7 @@ from sanrt.model import SAN
 from sanrt.model.pipeline import TorchSegmenter
 from sanrt.runtime import choice, cli, logs
 from sanrt.runtime.backends import BY_NAME, PATHS
-from sanrt.runtime.errors import SanrtError
+from sanrt.runtime.errors import ConfigError, SanrtError
 from sanrt.runtime.images import load_image
 from sanrt.runtime.machine import cpu_flags, int8_weight_bits, matrix_tier
 from sanrt.runtime.manifest import Manifest
@@ -365,6 +365,10 @@ def parse_hw(s: str) -> tuple[int, int]:
 
 
 def main(argv=None) -> int:
+    return cli.run(_main, argv)
+
+
+def _main(argv) -> int:
     ap = cli.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_arguments(ap)
     cli.add_export_argument(ap, help="export folder (default out/onnx/<name>; made if needed)")
@@ -393,103 +397,99 @@ def main(argv=None) -> int:
     export_dir = args.export or ROOT / "out" / "onnx" / name
     results = results_dir(args.results)
     load_before = os.getloadavg()
+    model, weights_desc = model_from_args(args)
     try:
-        model, weights_desc = model_from_args(args)
-        try:
-            m = Manifest.load(export_dir)
-            fresh = m.weights != weights_desc
-        except SanrtError:
-            fresh = True
-        if fresh:
-            export(model, export_dir, weights_desc, progress=log)
-            m = Manifest.load(export_dir)
-        tier = matrix_tier(cpu_flags())
-        if args.paths:
-            wanted, skipped = args.paths.split(","), {}
-        else:
-            wanted, skipped = default_paths(tier, args.quick)
-        wanted += ["torch-compile"] if args.compile else []
-        emulated = [p for p in wanted if p in BF16_PATHS and tier not in ("amx", "bf16")]
-        for p, why in skipped.items():
-            log(f"left out {p}: {why}")
-        unknown = [p for p in wanted if p not in RUNTIME_PATHS and p not in TORCH_PATHS]
-        if unknown:
-            raise ValueError(f"unknown paths {unknown}; choose from {[*TORCH_PATHS, *RUNTIME_PATHS]}")
-        ensure_variants(export_dir, wanted)
-        ref = TorchPath("torch-fp32", model)
-        paths = [ref] + [TorchPath(p, model) if p in TORCH_PATHS else RuntimePath(p, export_dir, args.threads)
-                         for p in wanted if p != "torch-fp32"]
-        if args.engines:
-            paths += [RuntimePath(p, args.engines, args.threads) for p in ("trt", "trt-cudagraph")]
-        photos = sample_photos()
-        vocab = VOCABS[args.k]()
-        torch_vocab = None
-        for p in paths:
-            if isinstance(p, TorchPath) and torch_vocab is not None:
-                p.vocab = torch_vocab  # one model, FP32 text side: the same class weights, made once
-                continue
-            p.set_vocabulary(vocab)
-            if isinstance(p, TorchPath):
-                torch_vocab = p.vocab
-        log("accuracy against PyTorch FP32 on the sample photos")
-        acc, classes = accuracy([p for p in paths if p is not ref], ref, photos)
-        stressed = [p for p in wanted if p in RUNTIME_PATHS and BY_NAME[p].precision != "fp32"] if args.stress else []
-        stress, stress_classes = stress_accuracy(model, weights_desc, export_dir, stressed, photos, vocab, args.threads) \
-            if stressed else ({}, None)
-        hw = parse_hw(args.size)
-        main_label = f"{name}, {hw[0]}x{hw[1]}, batch 1, K={args.k}"
-        log(f"timing: {main_label}, {len(paths)} paths x {args.runs} runs")
-        main_t = interleaved(paths, input_of(photos, hw, 1), args.runs, args.warmup)
-        log("graph FLOPs and the machine's GEMM peaks")
-        flops = graph_flops(model, hw)
-        peaks = gemm_peaks(args.threads)
-        rep = {"title": f"{name} on {machine_info()['cpu']}", "k": args.k, "flops": flops, "peaks": peaks, "machine": machine_info(), "cpu_flags": cpu_flags(),
-               "threads": args.threads, "weights": weights_desc, "runs": args.runs, "warmup": args.warmup,
-               "date": time.strftime("%Y-%m-%d %H:%M"), "loadavg_before": [round(v, 2) for v in load_before],
-               "main": {"label": main_label, "timings": main_t}, "accuracy": acc, "stress": stress,
-               "stress_settings": STRESS if stress else None, "reference_classes": classes, "stress_reference_classes": stress_classes,
-               "compile_s": next((p.compile_s for p in paths if p.name == "torch-compile"), None), "sweeps": [],
-               "cpu_tier": tier, "skipped": skipped, "emulated": emulated,
-               "int8_recipes": {k: {f: v.get(f) for f in ("weight_bits", "cpu_tier", "tool")}
-                                for k, v in Manifest.load(export_dir).quantization.items()}}
-        try:
-            import openvino
+        m = Manifest.load(export_dir)
+        fresh = m.weights != weights_desc
+    except SanrtError:
+        fresh = True
+    if fresh:
+        export(model, export_dir, weights_desc, progress=log)
+        m = Manifest.load(export_dir)
+    tier = matrix_tier(cpu_flags())
+    if args.paths:
+        wanted, skipped = args.paths.split(","), {}
+    else:
+        wanted, skipped = default_paths(tier, args.quick)
+    wanted += ["torch-compile"] if args.compile else []
+    emulated = [p for p in wanted if p in BF16_PATHS and tier not in ("amx", "bf16")]
+    for p, why in skipped.items():
+        log(f"left out {p}: {why}")
+    unknown = [p for p in wanted if p not in RUNTIME_PATHS and p not in TORCH_PATHS]
+    if unknown:
+        raise ConfigError(f"unknown paths {unknown}; choose from {[*TORCH_PATHS, *RUNTIME_PATHS]}")
+    ensure_variants(export_dir, wanted)
+    ref = TorchPath("torch-fp32", model)
+    paths = [ref] + [TorchPath(p, model) if p in TORCH_PATHS else RuntimePath(p, export_dir, args.threads)
+                     for p in wanted if p != "torch-fp32"]
+    if args.engines:
+        paths += [RuntimePath(p, args.engines, args.threads) for p in ("trt", "trt-cudagraph")]
+    photos = sample_photos()
+    vocab = VOCABS[args.k]()
+    torch_vocab = None
+    for p in paths:
+        if isinstance(p, TorchPath) and torch_vocab is not None:
+            p.vocab = torch_vocab  # one model, FP32 text side: the same class weights, made once
+            continue
+        p.set_vocabulary(vocab)
+        if isinstance(p, TorchPath):
+            torch_vocab = p.vocab
+    log("accuracy against PyTorch FP32 on the sample photos")
+    acc, classes = accuracy([p for p in paths if p is not ref], ref, photos)
+    stressed = [p for p in wanted if p in RUNTIME_PATHS and BY_NAME[p].precision != "fp32"] if args.stress else []
+    stress, stress_classes = stress_accuracy(model, weights_desc, export_dir, stressed, photos, vocab, args.threads) \
+        if stressed else ({}, None)
+    hw = parse_hw(args.size)
+    main_label = f"{name}, {hw[0]}x{hw[1]}, batch 1, K={args.k}"
+    log(f"timing: {main_label}, {len(paths)} paths x {args.runs} runs")
+    main_t = interleaved(paths, input_of(photos, hw, 1), args.runs, args.warmup)
+    log("graph FLOPs and the machine's GEMM peaks")
+    flops = graph_flops(model, hw)
+    peaks = gemm_peaks(args.threads)
+    rep = {"title": f"{name} on {machine_info()['cpu']}", "k": args.k, "flops": flops, "peaks": peaks, "machine": machine_info(), "cpu_flags": cpu_flags(),
+           "threads": args.threads, "weights": weights_desc, "runs": args.runs, "warmup": args.warmup,
+           "date": time.strftime("%Y-%m-%d %H:%M"), "loadavg_before": [round(v, 2) for v in load_before],
+           "main": {"label": main_label, "timings": main_t}, "accuracy": acc, "stress": stress,
+           "stress_settings": STRESS if stress else None, "reference_classes": classes, "stress_reference_classes": stress_classes,
+           "compile_s": next((p.compile_s for p in paths if p.name == "torch-compile"), None), "sweeps": [],
+           "cpu_tier": tier, "skipped": skipped, "emulated": emulated,
+           "int8_recipes": {k: {f: v.get(f) for f in ("weight_bits", "cpu_tier", "tool")}
+                            for k, v in Manifest.load(export_dir).quantization.items()}}
+    try:
+        import openvino
 
-            rep["openvino"] = openvino.__version__
-        except ImportError:
-            pass
-        # the best sanrt path: the fastest whose accuracy meets the bounds the automatic choice uses
-        verified = [p for p in paths if isinstance(p, RuntimePath) and p.name in RUNTIME_PATHS
-                    and choosable(p.name, acc[p.name], stress)]
-        best = min(verified, key=lambda p: main_t[p.name]["median_s"]) if verified else None
-        if best:
-            rep["best_path"] = best.name
-        if not args.quick and best:
-            torch_paths = [p for p in paths if p.name in ("torch-fp32", "torch-bf16")]
-            sweep_paths = torch_paths + [best]
-            for label, settings in (("batch sweep, " + args.size + f", K={args.k}", [(f"batch {b}", hw, b) for b in args.batches]),
-                                    (f"size sweep, batch 1, K={args.k}", [(f"{h}x{w}", (h, w), 1) for h, w in ((512, 512), (640, 640), (640, 864))])):
-                rows = []
-                for setting, shw, b in settings:
-                    log(f"timing {label}: {setting}")
-                    rows.append({"setting": setting, "timings": interleaved(sweep_paths, input_of(photos, shw, b),
-                                                                            args.sweep_runs, 1)})
-                rep["sweeps"].append({"label": label, "paths": [p.name for p in sweep_paths], "rows": rows})
-            rep["vocabulary"] = {}
-            for k in sorted(VOCABS):
-                names = VOCABS[k]()
-                text_new = best.seg.vocabulary(names, use_cache=False).text_s
-                best.seg.vocabulary(names)
-                text_cached = best.seg.vocabulary(names).text_s
-                log(f"timing vocabulary K={k}")
-                t = interleaved([best], input_of(photos, hw, 1), args.sweep_runs, 1)[best.name]["median_s"]
-                rep["vocabulary"][k] = {"model_median_s": t, "text_new_s": text_new, "text_cached_s": text_cached}
-            rep["e2e"] = {"path": best.name, "stages": end_to_end_split(best, photos["coffee"], results, args.sweep_runs)}
-        rep["loadavg_after"] = [round(v, 2) for v in os.getloadavg()]
-        rep["platform"] = platform.platform()
-    except (SanrtError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        rep["openvino"] = openvino.__version__
+    except ImportError:
+        pass
+    # the best sanrt path: the fastest whose accuracy meets the bounds the automatic choice uses
+    verified = [p for p in paths if isinstance(p, RuntimePath) and p.name in RUNTIME_PATHS
+                and choosable(p.name, acc[p.name], stress)]
+    best = min(verified, key=lambda p: main_t[p.name]["median_s"]) if verified else None
+    if best:
+        rep["best_path"] = best.name
+    if not args.quick and best:
+        torch_paths = [p for p in paths if p.name in ("torch-fp32", "torch-bf16")]
+        sweep_paths = torch_paths + [best]
+        for label, settings in (("batch sweep, " + args.size + f", K={args.k}", [(f"batch {b}", hw, b) for b in args.batches]),
+                                (f"size sweep, batch 1, K={args.k}", [(f"{h}x{w}", (h, w), 1) for h, w in ((512, 512), (640, 640), (640, 864))])):
+            rows = []
+            for setting, shw, b in settings:
+                log(f"timing {label}: {setting}")
+                rows.append({"setting": setting, "timings": interleaved(sweep_paths, input_of(photos, shw, b),
+                                                                        args.sweep_runs, 1)})
+            rep["sweeps"].append({"label": label, "paths": [p.name for p in sweep_paths], "rows": rows})
+        rep["vocabulary"] = {}
+        for k in sorted(VOCABS):
+            names = VOCABS[k]()
+            text_new = best.seg.vocabulary(names, use_cache=False).text_s
+            best.seg.vocabulary(names)
+            text_cached = best.seg.vocabulary(names).text_s
+            log(f"timing vocabulary K={k}")
+            t = interleaved([best], input_of(photos, hw, 1), args.sweep_runs, 1)[best.name]["median_s"]
+            rep["vocabulary"][k] = {"model_median_s": t, "text_new_s": text_new, "text_cached_s": text_cached}
+        rep["e2e"] = {"path": best.name, "stages": end_to_end_split(best, photos["coffee"], results, args.sweep_runs)}
+    rep["loadavg_after"] = [round(v, 2) for v in os.getloadavg()]
+    rep["platform"] = platform.platform()
     verify.record(Manifest.load(export_dir), {  # engines are chosen by passing them, not automatically
         p.name: {"median_s": main_t[p.name]["median_s"], **acc[p.name], **({"stress": stress[p.name]} if p.name in stress else {})}
         for p in paths if isinstance(p, RuntimePath) and p.name in RUNTIME_PATHS}, source=f"benchmarks/fps.py {rep['date']}, {main_label}")

@@ -66,6 +66,10 @@ def ensure_export(model: SAN, weights: str, folder: Path) -> None:
 
 
 def main(argv=None) -> int:
+    return cli.run(_main, argv)
+
+
+def _main(argv) -> int:
     ap = cli.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--preset", choices=sorted(CHECKPOINTS), default="vit_b_16")
     ap.add_argument("--checkpoint", type=Path, help="default: models/<the release's file name>")
@@ -80,47 +84,43 @@ def main(argv=None) -> int:
     args.out = args.out or ROOT / "out" / ("main_job" if args.preset == "vit_b_16" else f"main_job_{args.preset}")
     title = TITLES[args.preset]
     torch.set_grad_enabled(False)
-    try:
-        names = check_vocabulary(args.vocab.split(","))
-        writer = SegmentationWriter(args.out)
-        photos = sample_photos()
-        writer.plan(list(photos))
-        model, weights = load_model(args.preset, args.checkpoint)
-        ensure_export(model, weights, args.export)
+    names = check_vocabulary(args.vocab.split(","))
+    writer = SegmentationWriter(args.out)
+    photos = sample_photos()
+    writer.plan(list(photos))
+    model, weights = load_model(args.preset, args.checkpoint)
+    ensure_export(model, weights, args.export)
 
-        # 1. The runtime on photos: ONNX Runtime FP32 on the CPU, the reference path.
-        seg = Segmenter(args.export, backend="onnxruntime", device="cpu")
-        log("the runtime on the sample photos")
-        vocab = seg.vocabulary(names, use_cache=False)
-        for name, img in photos.items():
-            [r] = seg.segment([img], vocab)
-            writer.write(name, img, r, {"image": f"skimage.data.{name}()", "backend": seg.backend,
-                                        "precision": seg.precision, "timings_s": r.timings})
+    # 1. The runtime on photos: ONNX Runtime FP32 on the CPU, the reference path.
+    seg = Segmenter(args.export, backend="onnxruntime", device="cpu")
+    log("the runtime on the sample photos")
+    vocab = seg.vocabulary(names, use_cache=False)
+    for name, img in photos.items():
+        [r] = seg.segment([img], vocab)
+        writer.write(name, img, r, {"image": f"skimage.data.{name}()", "backend": seg.backend,
+                                    "precision": seg.precision, "timings_s": r.timings})
 
-        # 2. Parity: the same photos and vocabulary through PyTorch and the export.
-        log("parity against PyTorch")
-        parity = compare(model, seg, photos, {str(len(names)): names}, random_sizes=(), batches=(),
-                         progress=lambda s: None)
-        parity.info = {"machine": machine_info(), "weights": weights, "backend": "onnxruntime CPUExecutionProvider"}
-        (args.out / "parity.md").write_text(
-            parity.to_markdown(f"{title}, FP32, ONNX Runtime (CPU) vs PyTorch (CPU), sample photos"))
-        (args.out / "parity.json").write_text(parity.to_json())
+    # 2. Parity: the same photos and vocabulary through PyTorch and the export.
+    log("parity against PyTorch")
+    parity = compare(model, seg, photos, {str(len(names)): names}, random_sizes=(), batches=(),
+                     progress=lambda s: None)
+    parity.info = {"machine": machine_info(), "weights": weights, "backend": "onnxruntime CPUExecutionProvider"}
+    (args.out / "parity.md").write_text(
+        parity.to_markdown(f"{title}, FP32, ONNX Runtime (CPU) vs PyTorch (CPU), sample photos"))
+    (args.out / "parity.json").write_text(parity.to_json())
 
-        # 3. Speed: the same photos, warm-up then median of --runs, both paths in this one run.
-        ref = TorchSegmenter(model)
-        ref_vocab = ref.vocabulary(names)
-        rows = []
-        for name, img in photos.items():
-            log(f"timing {name}")
-            t_torch = median_time(lambda: ref.segment([img], ref_vocab), args.runs, warmup=1)
-            t_ort = median_time(lambda: seg.segment([img], vocab), args.runs, warmup=1)
-            stages = seg.segment([img], vocab)[0].timings
-            rows.append({"photo": name, "size": f"{img.shape[1]}x{img.shape[0]}", "pytorch_s": t_torch,
-                         "runtime_s": t_ort, "speedup": t_torch / t_ort,
-                         "stages_s": {k: v for k, v in stages.items() if k.endswith("_s")}})
-    except (SanrtError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    # 3. Speed: the same photos, warm-up then median of --runs, both paths in this one run.
+    ref = TorchSegmenter(model)
+    ref_vocab = ref.vocabulary(names)
+    rows = []
+    for name, img in photos.items():
+        log(f"timing {name}")
+        t_torch = median_time(lambda: ref.segment([img], ref_vocab), args.runs, warmup=1)
+        t_ort = median_time(lambda: seg.segment([img], vocab), args.runs, warmup=1)
+        stages = seg.segment([img], vocab)[0].timings
+        rows.append({"photo": name, "size": f"{img.shape[1]}x{img.shape[0]}", "pytorch_s": t_torch,
+                     "runtime_s": t_ort, "speedup": t_torch / t_ort,
+                     "stages_s": {k: v for k, v in stages.items() if k.endswith("_s")}})
 
     s = parity.summary()
     info = machine_info()

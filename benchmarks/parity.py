@@ -23,7 +23,7 @@ from sanrt.export.onnx_export import export
 from sanrt.benchmarks.lib.environment import machine_info
 from sanrt.benchmarks.lib.photos import sample_photos
 from sanrt.export.parity import compare
-from sanrt.runtime.errors import SanrtError
+from sanrt.runtime.errors import ConfigError
 from sanrt.runtime.machine import machine_slug
 from sanrt.runtime.segmenter import Segmenter
 from sanrt.runtime.datasets import dataset_vocabulary
@@ -39,12 +39,16 @@ def vocabularies(ks) -> dict:
     out = {}
     for k in ks:
         if k not in table:
-            raise ValueError(f"no vocabulary of {k} classes; choose from {sorted(table)}")
+            raise ConfigError(f"no vocabulary of {k} classes; choose from {sorted(table)}")
         out[table[k][0]] = table[k][1]
     return out
 
 
 def main(argv=None) -> int:
+    return cli.run(_main, argv)
+
+
+def _main(argv) -> int:
     ap = cli.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_arguments(ap)
     cli.add_export_argument(ap, help="export folder (default out/onnx/<name>)")
@@ -59,20 +63,16 @@ def main(argv=None) -> int:
     export_dir = args.export or ROOT / "out" / "onnx" / name
     results = args.results or ROOT / "benchmarks" / "results" / machine_slug()
     log = lambda s: print(f"[{time.strftime('%H:%M:%S')}] {s}", file=sys.stderr, flush=True)  # noqa: E731
-    try:
-        model, weights_desc = model_from_args(args)
-        if not args.reuse_export:
-            export(model, export_dir, weights_desc, progress=log)
-        seg = Segmenter(export_dir, backend="onnxruntime", device="cpu")
-        if seg.manifest.weights != weights_desc:
-            raise ValueError(f"{export_dir} holds weights {seg.manifest.weights!r}, not {weights_desc!r}")
-        sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes.split(",") if s]
-        res = compare(model, seg, {} if args.no_photos else sample_photos(),
-                      vocabularies([int(k) for k in args.ks.split(",")]), sizes,
-                      [int(b) for b in args.batches.split(",")], progress=log)
-    except (SanrtError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    model, weights_desc = model_from_args(args)
+    if not args.reuse_export:
+        export(model, export_dir, weights_desc, progress=log)
+    seg = Segmenter(export_dir, backend="onnxruntime", device="cpu")
+    if seg.manifest.weights != weights_desc:
+        raise ConfigError(f"{export_dir} holds weights {seg.manifest.weights!r}, not {weights_desc!r}")
+    sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes.split(",") if s]
+    res = compare(model, seg, {} if args.no_photos else sample_photos(),
+                  vocabularies([int(k) for k in args.ks.split(",")]), sizes,
+                  [int(b) for b in args.batches.split(",")], progress=log)
     res.info = {"title": f"{name}, FP32, ONNX Runtime (CPU) vs PyTorch (CPU)", "machine": machine_info(),
                 "weights": weights_desc, "backend": "onnxruntime CPUExecutionProvider", "export": str(export_dir)}
     results.mkdir(parents=True, exist_ok=True)

@@ -12,19 +12,19 @@ import argparse
 import json
 import sys
 
-from sanrt.model.checkpoint import CheckpointError
 from sanrt.model.reference import check_fixture
+from sanrt.runtime import cli
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    return cli.run(_main, argv)
+
+
+def _main(argv) -> int:
+    ap = cli.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("folder", help="fixture folder: tiny_config.json, checkpoint.pth, vocabulary.txt, *.npz")
     args = ap.parse_args(argv)
-    try:
-        report = check_fixture(args.folder, progress=lambda name: print(f"checked {name}", file=sys.stderr))
-    except (FileNotFoundError, ValueError, KeyError, CheckpointError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    report = check_fixture(args.folder, progress=lambda name: print(f"checked {name}", file=sys.stderr))
     print(report.table())
     print("; ".join(report.failures()) or "PASS")
     print(json.dumps({"images": report.info["images"], **report.summary()}))

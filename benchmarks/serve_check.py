@@ -146,6 +146,10 @@ def check(engine: Path, requests: int = 24, concurrency: int = 8, instances: int
 
 
 def main(argv=None) -> int:
+    return cli.run(_main, argv)
+
+
+def _main(argv) -> int:
     ap = cli.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     cli.add_export_argument(ap, required=True, help="an sanrt export folder")
     ap.add_argument("--requests", type=int, default=24)
@@ -153,14 +157,8 @@ def main(argv=None) -> int:
     ap.add_argument("--instances", type=int, default=4, help="instances of the san pipeline model")
     ap.add_argument("--long-side", type=int, help="scale the photos down to this long side (quicker checks)")
     args = ap.parse_args(argv)
-    from sanrt.runtime import SanrtError
-
-    try:
-        res = check(args.export, args.requests, args.concurrency, args.instances, args.long_side,
-                    log=lambda s: print(f"[{time.strftime('%H:%M:%S')}] {s}", file=sys.stderr, flush=True))
-    except SanrtError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    res = check(args.export, args.requests, args.concurrency, args.instances, args.long_side,
+                log=lambda s: print(f"[{time.strftime('%H:%M:%S')}] {s}", file=sys.stderr, flush=True))
     for what, err in res.pop("bad_request_errors").items():
         print(f"bad request, {what}: {err}", file=sys.stderr)
     print(json.dumps(res))

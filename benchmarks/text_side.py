@@ -27,7 +27,6 @@ from pathlib import Path
 import numpy as np
 from sanrt.runtime import cli, logs
 from sanrt.evaluation.compare import cosine_min
-from sanrt.runtime.errors import SanrtError
 from sanrt.runtime.machine import cpu_flags, cpu_model, machine_slug
 from sanrt.runtime.segmenter import Segmenter
 from sanrt.runtime.datasets import dataset_vocabulary
@@ -53,6 +52,10 @@ def token_counts(seg: Segmenter, names: list[str]) -> dict:
 
 
 def main(argv=None) -> int:
+    return cli.run(_main, argv)
+
+
+def _main(argv) -> int:
     ap = cli.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     cli.add_export_argument(ap, default=ROOT / "out" / "onnx" / "vit_b_16")
     ap.add_argument("--backend", default="onnxruntime", choices=["onnxruntime", "openvino"])
@@ -69,26 +72,22 @@ def main(argv=None) -> int:
                  (f"ADE20K-150 with {len(NEW_NAMES)} names replaced, after ADE20K-150", [ade], edited),
                  ("ADE20K-150 again", [ade], ade)]
     rows = []
-    try:
-        for label, before, names in scenarios:
-            with tempfile.TemporaryDirectory() as cache:
-                seg = Segmenter(args.export, backend=args.backend, threads=args.threads, cache_dir=Path(cache))
-                for v in before:
-                    seg.vocabulary(v)
-                if label.endswith("again"):
-                    seg.vocabulary(names)
-                vocab = seg.vocabulary(names)
-                fresh = seg.vocabulary(names, use_cache=False)  # every text through the text graph
-                row = {"scenario": label, "classes": len(names), "names_encoded": vocab.names_encoded,
-                       "whole_vocabulary_cached": vocab.cached, "seconds": vocab.text_s, "no_cache_seconds": fresh.text_s,
-                       "max_abs_diff": float(np.abs(vocab.class_weights - fresh.class_weights).max()),
-                       "cosine_min": cosine_min(vocab.class_weights, fresh.class_weights)}
-                rows.append(row)
-                print(json.dumps(row), file=sys.stderr, flush=True)
-        counts = token_counts(seg, ade)
-    except SanrtError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    for label, before, names in scenarios:
+        with tempfile.TemporaryDirectory() as cache:
+            seg = Segmenter(args.export, backend=args.backend, threads=args.threads, cache_dir=Path(cache))
+            for v in before:
+                seg.vocabulary(v)
+            if label.endswith("again"):
+                seg.vocabulary(names)
+            vocab = seg.vocabulary(names)
+            fresh = seg.vocabulary(names, use_cache=False)  # every text through the text graph
+            row = {"scenario": label, "classes": len(names), "names_encoded": vocab.names_encoded,
+                   "whole_vocabulary_cached": vocab.cached, "seconds": vocab.text_s, "no_cache_seconds": fresh.text_s,
+                   "max_abs_diff": float(np.abs(vocab.class_weights - fresh.class_weights).max()),
+                   "cosine_min": cosine_min(vocab.class_weights, fresh.class_weights)}
+            rows.append(row)
+            print(json.dumps(row), file=sys.stderr, flush=True)
+    counts = token_counts(seg, ade)
     rep = {"machine": cpu_model(), "cpu_flags": cpu_flags(), "cores": os.cpu_count(), "threads": args.threads,
            "backend": args.backend, "export": str(args.export), "weights": seg.manifest.weights,
            "templates": len(seg.manifest.templates), "rows": rows, "ade150_tokens": counts,

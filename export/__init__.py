@@ -7,6 +7,10 @@
 Only the PyTorch side (build_model, export_model, export) needs torch: the names are imported on
 first use, so quantize.py, build_engine.py and to_triton.py run on a machine without it (a GPU box
 with TensorRT, a serving host).
+
+The folder's contract: scripts (to_onnx.py -> quantize.py -> build_engine.py, to_triton.py) thin over
+its library modules (onnx_export, fp16, quantize, tensorrt_build, parity); it may import every
+sanrt package but benchmarks, and writes every folder it makes aside, then moves it in whole.
 """
 from importlib import import_module
 

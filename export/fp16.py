@@ -20,6 +20,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
+from sanrt.runtime.errors import ConfigError
 
 ISLANDS = {  # island -> op types kept in FP32 (layernorm_stats is found by pattern instead)
     "layernorm_stats": (),
@@ -34,7 +35,7 @@ def to_fp16(model: onnx.ModelProto, islands=DEFAULT_ISLANDS) -> onnx.ModelProto:
     """FP32 graph (LayerNorm written out) -> FP16 graph keeping `islands` in FP32."""
     unknown = [i for i in islands if i not in ISLANDS]
     if unknown:
-        raise ValueError(f"unknown FP32 islands {unknown}; choose from {sorted(ISLANDS)}")
+        raise ConfigError(f"unknown FP32 islands {unknown}; choose from {sorted(ISLANDS)}")
     block = sorted({op for i in islands for op in ISLANDS[i]})
     nodes = layernorm_stat_nodes(model) if "layernorm_stats" in islands else []
     # the converter's default block list holds ops it cannot convert; ours adds the islands

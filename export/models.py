@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 from sanrt.model import PRESETS, SAN, from_fixture_config, load_checkpoint, preset
 from sanrt.model.random_init import spread_random_init_
+from sanrt.runtime.errors import ConfigError
 from sanrt.runtime.manifest import sha256_file
 
 RANDOM_NOTICE = """\
@@ -29,9 +30,9 @@ def build_model(preset_name: str | None = None, config: str | Path | None = None
     "vit_l_14") and `config` (a fixture's tiny_config.json); exactly one of `checkpoint` (an official
     .pth, loaded with weights_only=True) and `random_init`."""
     if (preset_name is None) == (config is None):
-        raise ValueError("name exactly one of a preset and a config")
+        raise ConfigError("name exactly one of a preset and a config")
     if (checkpoint is None) == (not random_init):
-        raise ValueError("give exactly one of a checkpoint and random_init")
+        raise ConfigError("give exactly one of a checkpoint and random_init")
     cfg = from_fixture_config(config) if config is not None else preset(preset_name)
     torch.manual_seed(seed)
     model = SAN(cfg).eval()

@@ -22,6 +22,7 @@ import onnxslim
 import torch
 from sanrt.model import SAN, SANConfig
 from sanrt.model.ops import explicit_layer_norm
+from sanrt.runtime.errors import ConfigError
 from sanrt.runtime.manifest import FORMAT, MANIFEST, Manifest, is_export, sha256_file
 from sanrt.runtime.outputs import build_folder, write_atomic
 from sanrt.runtime.tokenizer import DEFAULT_BPE
@@ -37,26 +38,27 @@ class ExportRanges:
     """Input ranges the exported graphs promise (and TensorRT profiles will cover)."""
 
     batch: tuple[int, int] = (1, 8)
-    side: tuple[int, int] = (32, 2560)  # padded H and W, multiples of `multiple`
+    height: tuple[int, int] = (32, 2560)  # padded model-input height, a multiple of `multiple`
+    width: tuple[int, int] = (32, 2560)
     multiple: int = 32
     classes: tuple[int, int] = (1, 1024)  # K, without the background row
     texts: tuple[int, int] = (1, 4096)  # text-graph batch N
 
     # what the outputs can hold: label PNGs and Triton's LABELS are 16-bit, a padded side is the
     # model's at most (checked against the config at export), batches and texts are bounded by memory
-    LIMITS = {"batch": 1024, "side": 8192, "classes": 65535, "texts": 65536}
+    LIMITS = {"batch": 1024, "height": 8192, "width": 8192, "classes": 65535, "texts": 65536}
 
     def __post_init__(self):
         """Refuse ranges that admit no input (an export that would refuse everything), or more than
         the outputs can hold."""
-        for name in ("batch", "side", "classes", "texts"):
+        for name in ("batch", "height", "width", "classes", "texts"):
             lo, hi = getattr(self, name)
             if not 1 <= lo <= hi:
-                raise ValueError(f"export range {name} {lo}..{hi} admits nothing (need 1 <= min <= max)")
+                raise ConfigError(f"export range {name} {lo}..{hi} admits nothing (need 1 <= min <= max)")
             if hi > self.LIMITS[name]:
-                raise ValueError(f"export range {name} up to {hi} is past what sanrt can serve ({self.LIMITS[name]})")
-        if self.multiple < 1 or self.side[1] < self.multiple:
-            raise ValueError(f"the largest side {self.side[1]} is under the size multiple {self.multiple}")
+                raise ConfigError(f"export range {name} up to {hi} is past what sanrt can serve ({self.LIMITS[name]})")
+        if self.multiple < 1 or min(self.height[1], self.width[1]) < self.multiple:
+            raise ConfigError(f"the largest side {min(self.height[1], self.width[1])} is under the size multiple {self.multiple}")
 
 
 class _ImageGraph(nn.Module):
@@ -164,9 +166,10 @@ def export(model: SAN, out: str | Path, weights: str, ranges: ExportRanges = Exp
     out = Path(out)
     s = cfg.size_divisibility
     if ranges.multiple % s:
-        raise ValueError(f"the export multiple {ranges.multiple} must be a multiple of the model's {s}")
-    if ranges.side[1] > cfg.max_size:
-        raise ValueError(f"the largest side {ranges.side[1]} is past the model's largest padded side {cfg.max_size}")
+        raise ConfigError(f"the export multiple {ranges.multiple} must be a multiple of the model's {s}")
+    if max(ranges.height[1], ranges.width[1]) > cfg.max_size:
+        raise ConfigError(f"the largest side {max(ranges.height[1], ranges.width[1])} is past the model's largest padded "
+                          f"side {cfg.max_size}")
     # built aside and moved into place whole: a failed or interrupted export leaves the previous one
     manifest = build_folder(out, lambda tmp: _write(model, tmp, weights, ranges, progress, fp16, fp16_islands), is_export)
     manifest.folder = out
@@ -226,7 +229,7 @@ def _write(model: SAN, out: Path, weights: str, ranges: ExportRanges, progress, 
         "precision": "fp32" + (" + fp16 variants" if fp16 else ""),
         "fp16_islands": list(fp16_islands) if fp16 else None,
         "graphs": graphs,
-        "ranges": {"batch": list(ranges.batch), "height": list(ranges.side), "width": list(ranges.side),
+        "ranges": {"batch": list(ranges.batch), "height": list(ranges.height), "width": list(ranges.width),
                    "multiple": ranges.multiple, "classes": list(ranges.classes), "texts": list(ranges.texts),
                    "tokens": cfg.context_length},
         "queries": cfg.num_queries,

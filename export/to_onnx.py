@@ -21,7 +21,7 @@ from sanrt.runtime.outputs import plan_folder
 
 
 def main(argv=None) -> int:
-    return cli.run(_main, argv, errors=(ValueError,))
+    return cli.run(_main, argv)
 
 
 def _main(argv) -> int:
@@ -33,13 +33,13 @@ def _main(argv) -> int:
     add_model_arguments(ap)
     ap.add_argument("--out", type=Path, required=True, help="export folder to write")
     ap.add_argument("--max-batch", type=int, default=ExportRanges.batch[1])
-    ap.add_argument("--max-side", type=int, default=ExportRanges.side[1], help="largest padded H or W")
+    ap.add_argument("--max-side", type=int, default=ExportRanges.height[1], help="largest padded H or W")
     ap.add_argument("--max-classes", type=int, default=ExportRanges.classes[1])
     ap.add_argument("--precision", choices=["fp32", "fp16"], default="fp32",
                     help="fp16 adds FP16 image and text graphs (FP32 islands) beside the FP32 ones")
     args = ap.parse_args(argv)
-    ranges = ExportRanges(batch=(1, args.max_batch), side=(ExportRanges.side[0], args.max_side),
-                          classes=(1, args.max_classes))
+    ranges = ExportRanges(batch=(1, args.max_batch), height=(ExportRanges.height[0], args.max_side),
+                          width=(ExportRanges.width[0], args.max_side), classes=(1, args.max_classes))
     plan_folder(args.out, is_export)  # before the model is built: a user's folder is refused at once
     manifest = export_model(args.out, args.preset, args.config, args.checkpoint, args.random_init, args.seed, ranges,
                             fp16=args.precision == "fp16", progress=lambda s: print(s, "...", file=sys.stderr))

@@ -13,6 +13,7 @@ import numpy as np
 import open_clip
 import torch
 from sanrt.evaluation.compare import FP32, Comparison
+from sanrt.runtime.errors import ExportFolderError
 from sanrt.runtime.preprocess import pad_batch, prepare
 from sanrt.runtime.vocabulary import read_vocabulary_file
 
@@ -88,10 +89,10 @@ def check_fixture(folder: str | Path, progress=None) -> Comparison:
     (rows named image / sanrt's name of the stage), then the label maps."""
     folder = Path(folder)
     if not (folder / "tiny_config.json").is_file():
-        raise FileNotFoundError(f"{folder} is not a fixture folder (no tiny_config.json)")
+        raise ExportFolderError(f"{folder} is not a fixture folder (no tiny_config.json)")
     npz_files = sorted(folder.glob("*.npz"))
     if not npz_files:
-        raise FileNotFoundError(f"{folder} holds no <image>.npz files")
+        raise ExportFolderError(f"{folder} holds no <image>.npz files")
     model, cfg = load_fixture_model(folder)
     text = text_stages(model, read_vocabulary_file(folder / "vocabulary.txt"))
     report = Comparison(FP32, info={"title": f"sanrt's PyTorch SAN vs the official SAN: {folder.name}",
@@ -104,7 +105,7 @@ def check_fixture(folder: str | Path, progress=None) -> Comparison:
             if stage in ("orig_image_hwc_u8", "label_map"):
                 continue
             if stage not in ours:
-                raise KeyError(f"{path.name}: unknown stage {stage!r}")
+                raise ExportFolderError(f"{path.name}: unknown stage {stage!r}")
             report.tensors(path.stem, OFFICIAL_NAMES.get(stage, stage), _np(ours[stage]), ref[stage])
         report.labels(path.stem, _np(ours["label_map"]), ref["label_map"], ref_scores=ref["sem_seg"])
         if progress:

@@ -13,6 +13,7 @@ import open_clip
 import torch
 import torch.nn.functional as F
 from open_clip.transformer import ResidualAttentionBlock
+from sanrt.runtime.errors import ConfigError, RangeError
 from sanrt.runtime.text import TEXT_CHUNK  # texts per text-tower call (bounds memory only)
 from torch import nn
 
@@ -60,9 +61,9 @@ class SAN(nn.Module):
         super().__init__()
         self.cfg = cfg
         if cfg.text_width != cfg.clip_embed_dim:  # SAN sizes its background row by the text width
-            raise ValueError(f"text width ({cfg.text_width}) must equal the CLIP embedding size ({cfg.clip_embed_dim})")
+            raise ConfigError(f"text width ({cfg.text_width}) must equal the CLIP embedding size ({cfg.clip_embed_dim})")
         if cfg.bias_heads not in (1, cfg.clip_heads):
-            raise ValueError(f"bias heads ({cfg.bias_heads}) must be 1 or CLIP's heads ({cfg.clip_heads})")
+            raise ConfigError(f"bias heads ({cfg.bias_heads}) must be 1 or CLIP's heads ({cfg.clip_heads})")
         # The whole CLIP (both towers) is built by open_clip; every weight comes from the SAN checkpoint.
         self.clip = open_clip.model.CLIP(
             embed_dim=cfg.clip_embed_dim, vision_cfg=dict(cfg.clip_vision), text_cfg=dict(cfg.clip_text),
@@ -180,7 +181,7 @@ class SAN(nn.Module):
         d, top = self.cfg.size_divisibility, self.cfg.max_size
         h, w = images_u8.shape[-2:]
         if h % d or w % d or not (d <= h <= top and d <= w <= top):
-            raise ValueError(f"padded input {h}x{w}: both sides must be multiples of {d} from {d} to {top}")
+            raise RangeError(f"padded input {h}x{w}: both sides must be multiples of {d} from {d} to {top}")
 
     def forward_stages(self, images_u8: torch.Tensor, sizes: torch.Tensor, extra_clip_outputs: tuple = ()) -> dict:
         self.check_input_size(images_u8)
