@@ -9,7 +9,6 @@ byte-identical files.
 from __future__ import annotations
 
 import io
-import json
 import shutil
 import warnings
 from dataclasses import dataclass
@@ -23,8 +22,8 @@ import torch
 from sanrt.model import SAN, SANConfig
 from sanrt.model.ops import explicit_layer_norm
 from sanrt.runtime.errors import ConfigError
-from sanrt.runtime.manifest import FORMAT, MANIFEST, Manifest, is_export, sha256_file
-from sanrt.runtime.outputs import build_folder, write_atomic
+from sanrt.runtime.manifest import FORMAT, Manifest, is_export, sha256_file
+from sanrt.runtime.outputs import build_folder
 from sanrt.runtime.tokenizer import DEFAULT_BPE
 from torch import nn
 
@@ -244,5 +243,5 @@ def _write(model: SAN, out: Path, weights: str, ranges: ExportRanges, progress, 
                             "onnxslim": onnxslim.__version__},
         "sha256": {f: sha256_file(out / f) for f in files},
     })
-    write_atomic(out / MANIFEST, lambda f: f.write_text(json.dumps(manifest.data, indent=1, sort_keys=True) + "\n"))
+    manifest.save(out)
     return manifest

@@ -173,7 +173,7 @@ class SAN(nn.Module):
         return F.normalize(x, dim=-1)
 
     def check_input_size(self, images_u8: torch.Tensor) -> None:
-        """ValueError for padded sizes the official pipeline never makes (not multiples of the size
+        """RangeError for padded sizes the official pipeline never makes (not multiples of the size
         divisibility, or past the largest padded side); skipped while tracing (the export's ranges and
         the runtime guard those)."""
         if torch.jit.is_tracing():

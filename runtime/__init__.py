@@ -10,7 +10,7 @@ Everything a user can cause raises a `SanrtError`.
 
 The folder's contract: nothing here imports torch, or any sanrt package but this one (serving,
 evaluation, model, export and benchmarks build on it, never the other way). Inside it, `backends/`
-imports only the leaves (errors, machine); loader.py turns arguments into runners, text.py names
+imports only the leaves (errors, files, machine); loader.py turns arguments into runners, text.py names
 into class weights, segmenter.py images into label maps; manifest.py and datasets.py are the
 registries of exports and datasets.
 """

@@ -19,6 +19,11 @@ from pathlib import Path
 
 def parse_args(argv):
     from sanrt.runtime import cli
+    from sanrt.runtime.backends import PATHS
+    from sanrt.runtime.datasets import DATASETS
+
+    precisions = "; ".join(f"{b} {'|'.join(dict.fromkeys(p.precision for p in PATHS if p.backend == b))}"
+                           for b in ("onnxruntime", "openvino"))
 
     ap = cli.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--engine", "--export", required=True, type=Path,
@@ -27,13 +32,12 @@ def parse_args(argv):
     vocab = ap.add_mutually_exclusive_group(required=True)
     vocab.add_argument("--vocab", help='comma-separated class names, e.g. "cat,sofa,floor"')
     vocab.add_argument("--vocab-file", type=Path, help="one class name a line")
-    vocab.add_argument("--dataset", help="built-in vocabulary: ade150, ade847, pc59, pc459, coco_stuff171, voc20")
+    vocab.add_argument("--dataset", help=f"built-in vocabulary: {', '.join(DATASETS)}")
     ap.add_argument("--out", type=Path, default=Path("out/infer"), help="output folder (default out/infer)")
     ap.add_argument("--backend", default="auto",
                     help="auto (the fastest path benchmarks/fps.py verified on this machine), onnxruntime or openvino")
     ap.add_argument("--precision", default=None,
-                    help="image-graph precision for a named backend (default fp32): onnxruntime fp32|fp16|int8|int8dyn, "
-                         "openvino fp32|bf16|int8|int8-bf16")
+                    help=f"image-graph precision for a named backend (default fp32): {precisions}")
     ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     ap.add_argument("--threads", type=int, default=None, help="CPU threads for the backend")
     ap.add_argument("--cuda-graph", action="store_true", help="TensorRT engines: replay the image engine as a CUDA graph")

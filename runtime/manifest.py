@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import BackendError, ExportFolderError
+from .files import read_json
 from .vocabulary import template_problem
 
 MANIFEST = "manifest.json"
@@ -74,6 +75,10 @@ def validate(data) -> None:
         if not isinstance(after, dict) or not isinstance(after.get("file"), str) or not isinstance(after.get("start_kv"), str):
             raise ExportFolderError("manifest field graphs.text_after needs a file and a start_kv file")
         files += [after["file"], after["start_kv"]]
+        text = data.get("config", {}).get("clip_text") if isinstance(data.get("config"), dict) else None
+        if not (isinstance(text, dict) and type(text.get("layers")) is int and type(text.get("width")) is int):
+            raise ExportFolderError("manifest field config.clip_text needs integer layers and width (the text_after "
+                                    "graph's start keys and values are checked against them)")
     for f in files:  # every file the runtime reads is hashed: none is taken on trust
         if not isinstance(data["sha256"].get(f), str):
             raise ExportFolderError(f"the manifest has no sha256 for {f}")
@@ -209,12 +214,7 @@ class Manifest:
         mpath = folder / MANIFEST
         if not mpath.is_file():
             raise ExportFolderError(f"{folder} is not an sanrt export (no {MANIFEST}; make one with export/to_onnx.py)")
-        try:
-            data = json.loads(mpath.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise ExportFolderError(f"{mpath} is corrupt: {e}") from None
-        except OSError as e:
-            raise ExportFolderError(f"{mpath} cannot be read: {e.strerror or e}") from None
+        data = read_json(mpath)
         try:
             m = cls(data, folder)
         except ExportFolderError as e:

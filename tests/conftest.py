@@ -47,6 +47,27 @@ def run_script(script: str, *args, timeout=300, env_extra=None):
     return p.returncode, p.stdout, p.stderr
 
 
+def fake_engine_folder(export_dir: Path, folder: Path, **changes) -> Path:
+    """An engine folder as export/build_engine.py writes one for `export_dir` (engine.json with the
+    ONNX hashes, a relative export path), with placeholder plans: for every check that reads the
+    metadata and never loads a plan. `changes` replace engine.json fields."""
+    import json
+
+    from sanrt.runtime.manifest import Manifest
+
+    m = Manifest.load(export_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    meta = {"export": str(export_dir), "export_relative": os.path.relpath(export_dir, folder), "tensorrt": "11.4.0",
+            "gpu": "NVIDIA H100 80GB HBM3", "compute_capability": "9.0", "precision": "fp16",
+            "engines": {g: {"file": f"{g}.engine", "onnx": m.graphs[g].file, "onnx_sha256": m.sha256[m.graphs[g].file]}
+                        for g in ("image", "text", "head")}}
+    meta.update(changes)
+    for g in ("image", "text", "head"):
+        (folder / f"{g}.engine").write_bytes(b"not a real engine")
+    (folder / "engine.json").write_text(json.dumps(meta))
+    return folder
+
+
 @pytest.fixture(scope="session")
 def tiny_export(tiny_dev, tmp_path_factory) -> Path:
     """tiny_dev's config and official checkpoint exported once for the session."""

@@ -2,14 +2,13 @@
 by hand on a confusion pattern, and end to end on synthetic datasets written in the official layouts."""
 import json
 import math
-import sys
 
 import numpy as np
 import pytest
-from conftest import ROOT
 from PIL import Image
 
-from sanrt.evaluation.miou import LAYOUTS, ConfusionMatrix, DatasetError, pairs, read_label
+from sanrt.evaluation.miou import ConfusionMatrix, DatasetError, pairs, read_label
+from sanrt.runtime.datasets import DATASETS
 
 
 def test_metrics_by_hand():
@@ -56,27 +55,25 @@ def test_reduce_zero_label(tmp_path):
     assert read_label(tmp_path / "l.png", 255, reduce_zero_label=True).tolist() == [[255, 0, 4, 255]]
 
 
-@pytest.mark.parametrize("name", sorted(LAYOUTS))
+@pytest.mark.parametrize("name", sorted(DATASETS))
 def test_official_layouts_pair_images_with_labels(tmp_path, name):
-    lay = LAYOUTS[name]
+    lay, ignore = DATASETS[name].layout, DATASETS[name].ignore_label
     (tmp_path / lay.images).mkdir(parents=True)
     (tmp_path / lay.labels).mkdir(parents=True)
     for stem in ("a", "b", "c"):
         Image.new("RGB", (8, 6)).save(tmp_path / lay.images / f"{stem}{lay.image_ext}")
     for stem in ("a", "c", "z"):  # the label folder defines the split; z has no image
-        arr = np.full((6, 8), lay.ignore_label, np.uint16 if lay.ignore_label > 255 else np.uint8)
+        arr = np.full((6, 8), ignore, np.uint16 if ignore > 255 else np.uint8)
         Image.fromarray(arr).save(tmp_path / lay.labels / f"{stem}{lay.label_ext}")
     found = pairs(tmp_path / lay.images, tmp_path / lay.labels, lay.image_ext, lay.label_ext)
     assert [(i.stem, l.stem) for i, l in found.pairs] == [("a", "a"), ("c", "c")]
     assert (found.unlabelled, found.orphans) == (1, 1)  # b has no label, z no image
-    assert (read_label(found.pairs[0][1], lay.ignore_label) == lay.ignore_label).all()  # 16-bit TIFF ignore: 65535
+    assert (read_label(found.pairs[0][1], ignore) == ignore).all()  # 16-bit TIFF ignore: 65535
 
 
 def _eval_miou():
-    """benchmarks/eval_miou.py as a module (the scripts folder is not a package)."""
-    if str(ROOT / "benchmarks") not in sys.path:
-        sys.path.insert(0, str(ROOT / "benchmarks"))
-    import eval_miou
+    """benchmarks/eval_miou.py as a module (sanrt.benchmarks.eval_miou)."""
+    from sanrt.benchmarks import eval_miou
 
     return eval_miou
 
@@ -109,7 +106,7 @@ def test_eval_end_to_end_on_a_synthetic_dataset(tiny_export, tiny_dev, tmp_path,
     vocab = seg.vocabulary(names)
     photos = [np.load(p)["orig_image_hwc_u8"] for p in sorted(tiny_dev.glob("*.npz"))]
     photos.append(photos[0][::-1].copy())
-    lay = LAYOUTS["voc20"]
+    lay = DATASETS["voc20"].layout
     root = tmp_path / "datasets"
     img_dir, lab_dir = (root / lay.images, root / lay.labels) if mode == "voc20" else (root / "img", root / "lab")
     img_dir.mkdir(parents=True)

@@ -18,6 +18,7 @@ from sanrt.model import SAN, from_fixture_config
 from sanrt.model.ops import ClipResize
 from sanrt.model.random_init import spread_random_init_
 from sanrt.evaluation.compare import rel_err
+from sanrt.runtime.errors import RangeError
 
 SIDES = range(32, 2561, 32)  # every padded side an export accepts
 ODD_SIDES = (33, 650, 651, 1001, 1439, 2559)  # what a direct caller of the image graph may send
@@ -153,5 +154,5 @@ def test_vit_l_geometry_exports_with_the_official_clip_sizes(tiny_dev, tmp_path)
 
 @pytest.mark.parametrize("hw", [(100, 640), (640, 2592), (16, 640), (640, 650)])
 def test_forward_refuses_padded_sizes_the_official_never_makes(tiny_model, hw):
-    with pytest.raises(ValueError, match="multiples of 32"):
+    with pytest.raises(RangeError, match="multiples of 32"):
         tiny_model(torch.zeros(1, 3, *hw, dtype=torch.uint8), torch.tensor([[hw[0], hw[1]]]))

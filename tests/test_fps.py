@@ -68,12 +68,7 @@ def test_text_side_report(tiny_export, tmp_path):
 
 
 def _fps():
-    import sys
-    from conftest import ROOT
-
-    if str(ROOT / "benchmarks") not in sys.path:
-        sys.path.insert(0, str(ROOT / "benchmarks"))
-    import fps
+    from sanrt.benchmarks import fps
 
     return fps
 

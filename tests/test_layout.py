@@ -2,12 +2,11 @@
 shadow an installed package (`python runtime/infer.py` puts runtime/ first on sys.path), and no
 folder imports one above it."""
 import ast
-import json
 import sys
 from importlib.metadata import packages_distributions
 
 import pytest
-from conftest import ROOT, run_script
+from conftest import ROOT, fake_engine_folder, run_script
 
 # folders holding scripts or put on sys.path (tests/ by pytest), and import names of sanrt's extras
 # that need not be installed here (GPU, serving, batch, app, video)
@@ -31,18 +30,8 @@ def test_infer_script_on_an_engine_folder_gives_the_true_reason(tiny_export, tmp
     """With cuda-python installed, `python runtime/infer.py --engine ENGINE_DIR` on a machine without
     a GPU or TensorRT says so, never that cuda-python is missing."""
     pytest.importorskip("cuda.bindings")
-    from sanrt.runtime.manifest import Manifest
 
-    m = Manifest.load(tiny_export)
-    engines = tmp_path / "engines"
-    engines.mkdir()
-    for g in ("image", "text", "head"):
-        (engines / f"{g}.engine").write_bytes(b"not a real engine")
-    (engines / "engine.json").write_text(json.dumps({
-        "export": str(tiny_export), "precision": "fp16", "tensorrt": "10.13.0", "gpu": "NVIDIA H100",
-        "compute_capability": "9.0", "engines": {g: {"file": f"{g}.engine", "onnx": m.graphs[g].file,
-                                                      "onnx_sha256": m.sha256[m.graphs[g].file]}
-                                                  for g in ("image", "text", "head")}}))
+    engines = fake_engine_folder(tiny_export, tmp_path / "engines")
     from PIL import Image
 
     Image.new("RGB", (64, 48)).save(tmp_path / "photo.png")
@@ -66,7 +55,8 @@ def test_export_folders_are_named_export_and_old_spellings_still_work(tiny_expor
 # Each package and the sanrt packages it may import (itself included). The order is the house's:
 # the runtime at the bottom, export and benchmarks on top; a backend sees only the runtime's leaves.
 MAY_IMPORT = {
-    "sanrt.runtime.backends": ("sanrt.runtime.backends", "sanrt.runtime.errors", "sanrt.runtime.machine"),
+    "sanrt.runtime.backends": ("sanrt.runtime.backends", "sanrt.runtime.errors", "sanrt.runtime.files",
+                               "sanrt.runtime.machine"),
     "sanrt.runtime": ("sanrt.runtime",),
     "sanrt.evaluation": ("sanrt.runtime", "sanrt.evaluation"),
     "sanrt.serving": ("sanrt.runtime", "sanrt.serving"),

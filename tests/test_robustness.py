@@ -313,9 +313,7 @@ CASES = [
 def _tool(name: str):
     """The main() of a tool by its short name."""
     if name == "eval":
-        if str(ROOT / "benchmarks") not in sys.path:
-            sys.path.insert(0, str(ROOT / "benchmarks"))
-        import eval_miou
+        from sanrt.benchmarks import eval_miou
 
         return eval_miou.main
     import importlib

@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import run_script
+from conftest import fake_engine_folder, run_script
 from sanrt.runtime.manifest import Manifest
 from sanrt.serving.repository import IMAGE_BACKENDS, NAMES, write_repository
 
@@ -22,13 +22,7 @@ def _parse(text):
 @pytest.fixture
 def engine_folder(tiny_export, tmp_path):
     """An engine folder for config writing only (the plans are never loaded here)."""
-    folder = tmp_path / "engines"
-    folder.mkdir()
-    for g in ("image", "text", "head"):
-        (folder / f"{g}.engine").write_bytes(b"plan")
-    (folder / "engine.json").write_text(json.dumps({
-        "export": str(tiny_export), "tensorrt": "11.4.0", "gpu": "NVIDIA H100", "compute_capability": "9.0",
-        "precision": "fp16", "engines": {g: {"file": f"{g}.engine"} for g in ("image", "text", "head")}}))
+    folder = fake_engine_folder(tiny_export, tmp_path / "engines")
     return folder
 
 

@@ -1,6 +1,6 @@
 """sanrt's backends: one module per backend, each a `Runner` (base.py) built from a lazy loader.
 
-Contract: a backend module imports only runtime's leaves (`errors`, `machine`) and its own library,
+Contract: a backend module imports only runtime's leaves (`errors`, `files`, `machine`) and its own library,
 the latter inside its loader, so importing sanrt.runtime.backends loads no backend. `PATHS` below
 is the one registry of what runs: backend x image-graph precision x device, the export's graph each
 path runs, its short name in reports and in verified.json. To add a backend: write `<name>.py`

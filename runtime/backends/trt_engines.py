@@ -1,11 +1,11 @@
 """Engine folders: TensorRT engines built from an export, with the metadata that ties them to it."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from .cuda_api import check, cudart
 from ..errors import BackendError, ExportFolderError
+from ..files import read_json
 
 ENGINE_META = "engine.json"
 
@@ -24,12 +24,7 @@ def resolve(path: str | Path) -> tuple[Path, dict | None]:
         if path.suffix == ".engine":
             raise ExportFolderError(f"{path} has no {ENGINE_META} beside it (build engines with export/build_engine.py)")
         return folder, None
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ExportFolderError(f"{meta_path} is corrupt: {e}") from None
-    except OSError as e:
-        raise ExportFolderError(f"{meta_path} cannot be read: {e.strerror or e}") from None
+    meta = read_json(meta_path)
     _validate(meta, meta_path)
     meta["folder"] = str(folder)
     return _export_of(meta, folder, meta_path), meta
@@ -52,7 +47,7 @@ def check_built_from(meta: dict, manifest) -> None:
     engine folder beside a re-exported model would run the old weights)."""
     for graph, e in meta["engines"].items():
         recorded, onnx = e.get("onnx_sha256"), e.get("onnx")
-        current = manifest.data["sha256"].get(onnx) if isinstance(onnx, str) else None
+        current = manifest.sha256.get(onnx) if isinstance(onnx, str) else None
         if recorded is None or current is None or recorded != current:
             raise BackendError(f"the {graph} engine in {meta['folder']} was not built from this export's {onnx or 'graphs'} "
                                "(re-exported since, or built by an older sanrt): rebuild with export/build_engine.py")
