@@ -30,6 +30,7 @@ class Dataset:
     layout: Layout
     ignore_label: int  # label value of unlabelled pixels (255; 65535 in the 16-bit label sets)
     templates: tuple[str, ...] = VILD_TEMPLATES
+    things: int = 0  # the first `things` names are thing classes (COCO-Stuff lists its 80 first)
 
     @property
     def names(self) -> list[str]:
@@ -46,10 +47,14 @@ DATASETS = {d.key: d for d in (
                                            "ADE20K_2021_17_01/annotations_detectron2/validation", ".jpg", ".tif"), 65535),
     Dataset("pc59", "PASCAL Context 59", Layout("pcontext/val/image", "pcontext/val/label", ".jpg", ".png"), 255),
     Dataset("pc459", "PASCAL Context 459", Layout("pcontext_full/val/image", "pcontext_full/val/label", ".jpg", ".tif"), 65535),
-    Dataset("coco_stuff171", "COCO-Stuff 171", Layout("coco/val2017", "coco/stuffthingmaps_detectron2/val2017", ".jpg", ".png"), 255),
+    Dataset("coco_stuff171", "COCO-Stuff 171", Layout("coco/val2017", "coco/stuffthingmaps_detectron2/val2017", ".jpg", ".png"), 255,
+            things=80),
     Dataset("voc20", "PASCAL VOC 20", Layout("VOC2012/JPEGImages", "VOC2012/annotations_detectron2/val", ".jpg", ".png"), 255),
 )}
 DATASET_TITLES = {k: d.title for k, d in DATASETS.items()}
+# Vocabulary expansion, as SAN's own predictor does it: the distractor names a short vocabulary is
+# completed with (COCO-Stuff's 171 classes, or its 91 stuff classes), whose pixels fold into "other".
+EXPANSIONS = {"coco-all": ("coco_stuff171", False), "coco-stuff": ("coco_stuff171", True)}  # (dataset, stuff only)
 
 
 @lru_cache(maxsize=1)
@@ -68,6 +73,15 @@ def dataset(name: str) -> Dataset:
     if key not in table:
         raise VocabularyError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
     return DATASETS[table[key]]
+
+
+def expansion_names(mode: str) -> list[str]:
+    """The distractor names of an expansion mode (`coco-all`, `coco-stuff`), in the official order."""
+    if mode not in EXPANSIONS:
+        raise VocabularyError(f"unknown vocabulary expansion {mode!r}; choose one of none, {', '.join(EXPANSIONS)}")
+    key, stuff_only = EXPANSIONS[mode]
+    d = DATASETS[key]
+    return d.names[d.things:] if stuff_only else d.names
 
 
 def dataset_vocabulary(name: str) -> list[str]:

@@ -33,6 +33,9 @@ def parse_args(argv):
     vocab.add_argument("--vocab", help='comma-separated class names, e.g. "cat,sofa,floor"')
     vocab.add_argument("--vocab-file", type=Path, help="one class name a line")
     vocab.add_argument("--dataset", help=f"built-in vocabulary: {', '.join(DATASETS)}")
+    ap.add_argument("--expand", default="none", choices=["none", "coco-all", "coco-stuff"],
+                    help="vocabulary expansion as SAN's demo: distractor names (COCO-Stuff's 171 classes or its 91 stuff "
+                         "classes) whose pixels are labelled K, 'other' (default none)")
     ap.add_argument("--out", type=Path, default=Path("out/infer"), help="output folder (default out/infer)")
     ap.add_argument("--backend", default="auto",
                     help="auto (the fastest path benchmarks/fps.py verified on this machine), onnxruntime or openvino")
@@ -64,7 +67,14 @@ def run(args) -> int:
     paths = expand_image_args(args.image, skip=written_by_sanrt)  # re-running into the input folder works
     seg = Segmenter(args.engine, backend=args.backend, precision=args.precision, device=args.device,
                     threads=args.threads, cuda_graph=args.cuda_graph)
-    seg.check_class_count(len(names))
+    if args.expand == "none":
+        seg.check_class_count(len(names))
+    else:  # the distractors count too
+        from sanrt.runtime.vocabulary import expand_vocabulary
+
+        m = seg.manifest
+        seg.check_class_count(sum(map(len, expand_vocabulary(names, args.expand, m.templates, m.ranges.tokens,
+                                                              seg.text.tokenizer))))
     # Every input is checked whole before anything is written: each image decoded once here (a file
     # cut short fails now, not after earlier outputs exist), then every output name.
     for p in tqdm(paths, desc="checking", unit="img", disable=len(paths) < 20, file=sys.stderr, leave=False):
@@ -85,10 +95,11 @@ def _segment(args, seg, names, paths, writer) -> int:
 
     from sanrt.runtime import load_image
 
-    vocab = seg.vocabulary(names, use_cache=not args.no_cache)
+    vocab = seg.vocabulary(names, use_cache=not args.no_cache, expand=args.expand)
     if seg.choice:
         print(f"backend auto: {seg.choice}", file=sys.stderr)
-    print(f"{len(names)} classes, text side {vocab.text_s:.2f} s{' (cached)' if vocab.cached else ''}; "
+    expanded = f" + {len(vocab.distractors)} distractors ({args.expand}) as 'other'" if vocab.distractors else ""
+    print(f"{len(vocab.names)} classes{expanded}, text side {vocab.text_s:.2f} s{' (cached)' if vocab.cached else ''}; "
           f"backend {seg.backend} ({seg.precision}) on {seg.image_graph.device}", file=sys.stderr)
     for p in tqdm(paths, desc="segmenting", unit="img", disable=len(paths) < 2, file=sys.stderr):
         t0 = time.perf_counter()
@@ -97,7 +108,8 @@ def _segment(args, seg, names, paths, writer) -> int:
         [r] = seg.segment([img], vocab)
         timings = {"decode": t_decode, **{k.removesuffix("_s"): v for k, v in r.timings.items() if k.endswith("_s")}}
         writer.write(p.stem, img, r, {"image": str(p), "backend": seg.backend, "precision": seg.precision,
-                                      "device": seg.image_graph.device, "timings_s": timings})
+                                      "device": seg.image_graph.device, "expansion": vocab.expansion,
+                                      "timings_s": timings})
     print(f"wrote {len(paths)} segmentation(s) to {args.out}", file=sys.stderr)
     return 0
 

@@ -264,7 +264,7 @@ class SegmentationWriter:
         try:
             save_png(label_png(seg.labels), paths[0])
             if self.overlay:
-                save_png(overlay(image, seg.labels, list(seg.names)), paths[1])
+                save_png(overlay(image, seg.labels, list(seg.names), other=getattr(seg, "other", False)), paths[1])
             save_json({**(report or {}), "size_hw": list(seg.labels.shape), "vocabulary_size": len(seg.names),
                        "classes": [c._asdict() for c in seg.classes_present()]}, paths[-1])
         except OSError as e:

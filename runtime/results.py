@@ -27,16 +27,23 @@ class ClassPresent(NamedTuple):
 
 @dataclass
 class Segmentation:
-    labels: np.ndarray  # [H0, W0] int32, class indices in vocabulary order
+    labels: np.ndarray  # [H0, W0] int32, class indices in vocabulary order (K: "other", with expansion)
     names: tuple[str, ...]  # the vocabulary the labels index
-    scores: np.ndarray | None  # [K, H0, W0] when asked for
+    scores: np.ndarray | None  # [K(+M), H0, W0] when asked for: every class the head scored
     mask_logits: np.ndarray  # [Q, H/16, W/16]
     mask_emb: np.ndarray  # [Q, D]
     class_logits: np.ndarray  # [Q, K+1]
     timings: dict = field(default_factory=dict)  # seconds per stage (batch stages shared)
+    other: bool = False  # label K means "other": a distractor of the vocabulary's expansion won the pixel
+
+    @property
+    def label_names(self) -> tuple[str, ...]:
+        """What each label value means: the names, and "other" at K with expansion."""
+        return self.names + (("other",) if self.other else ())
 
     def classes_present(self) -> list[ClassPresent]:
-        """The classes that label at least one pixel, largest first."""
-        counts = np.bincount(self.labels.ravel(), minlength=len(self.names))
-        return [ClassPresent(int(i), self.names[i], round(float(counts[i] / self.labels.size), 6))
+        """The classes that label at least one pixel, largest first ("other" among them, at index K)."""
+        names = self.label_names
+        counts = np.bincount(self.labels.ravel(), minlength=len(names))
+        return [ClassPresent(int(i), names[i], round(float(counts[i] / self.labels.size), 6))
                 for i in np.argsort(-counts, kind="stable") if counts[i]]

@@ -65,9 +65,10 @@ class Segmenter:
     def __exit__(self, *exc):
         self.close()
 
-    def vocabulary(self, names, use_cache: bool = True) -> Vocabulary:
-        """Class names -> a Vocabulary for this export (cached per name and per vocabulary: text.py)."""
-        return self.text.vocabulary(names, use_cache)
+    def vocabulary(self, names, use_cache: bool = True, expand: str | None = None) -> Vocabulary:
+        """Class names -> a Vocabulary for this export (cached per name and per vocabulary: text.py).
+        `expand` ("coco-all", "coco-stuff"): SAN's vocabulary expansion; its pixels are labelled K."""
+        return self.text.vocabulary(names, use_cache, expand)
 
     def check_class_count(self, k: int) -> None:
         """RangeError when the export takes no vocabulary of k classes."""
@@ -117,10 +118,12 @@ class Segmenter:
             post = semantic_inference(logits[i], encoded.mask_logits[i], encoded.padded_hw, encoded.image_hw[i],
                                       encoded.orig_hw[i], return_scores=return_scores)
             labels, scores = post if return_scores else (post, None)
+            if vocab.distractors:  # a distractor's pixel is "other": label K
+                np.minimum(labels, len(vocab.names), out=labels)
             timings = {**encoded.timings, "head_s": head_s, "postprocess_s": time.perf_counter() - p0,
                        "batch": len(encoded.orig_hw)}
             results.append(Segmentation(labels, vocab.names, scores, encoded.mask_logits[i], encoded.mask_emb[i],
-                                        logits[i], timings))
+                                        logits[i], timings, bool(vocab.distractors)))
         return results
 
     def segment(self, images: list[np.ndarray], vocab: Vocabulary, return_scores: bool = False) -> list[Segmentation]:

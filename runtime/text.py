@@ -22,7 +22,7 @@ from .errors import ExportFolderError, RangeError, VocabularyError
 from .manifest import Manifest
 from .outputs import write_atomic
 from .tokenizer import EOT, SOT, Tokenizer
-from .vocabulary import check_vocabulary
+from .vocabulary import check_vocabulary, expand_vocabulary
 
 TEXT_CHUNK = 256  # the most texts per text-graph call (bounds activation memory; GPU engines are sized by it)
 # On CPUs smaller calls are faster: each call's activations stay in cache and each is cut after its own
@@ -38,17 +38,31 @@ def default_cache_dir() -> Path:
 
 @dataclass(frozen=True)
 class Vocabulary:
-    """Class names and their classifier weights for one export: an immutable value, safe to share."""
+    """Class names and their classifier weights for one export: an immutable value, safe to share.
+    With expansion, `distractors` follow the K names in the weights, and the pixels they win are
+    labelled K ("other")."""
 
-    names: tuple[str, ...]
-    class_weights: np.ndarray  # [K+1, D] float32 (read-only): templates averaged, background row, logit scale
+    names: tuple[str, ...]  # the K classes labels index
+    class_weights: np.ndarray  # [K+M+1, D] float32 (read-only): templates averaged, background row, logit scale
     source: str  # which export's text side made it (sha256 of its text graph and classifier data)
     cached: bool = False  # read from the on-disk cache
     text_s: float = 0.0  # seconds it took
     names_encoded: int = 0  # names whose texts the text graph ran for (the others came from the cache)
+    expansion: str | None = None  # "coco-all", "coco-stuff" or None
+    distractors: tuple[str, ...] = ()  # the M names appended by the expansion
 
     def __len__(self) -> int:
         return len(self.names)
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """Every name the head scores, in weight order: the K names, then the distractors."""
+        return self.names + self.distractors
+
+    @property
+    def label_names(self) -> tuple[str, ...]:
+        """What each label value means: the K names, and "other" at K when distractors fold into it."""
+        return self.names + (("other",) if self.distractors else ())
 
 
 def class_weights(template_features: np.ndarray, bg_embed: np.ndarray, logit_scale: float) -> np.ndarray:
@@ -232,22 +246,29 @@ class TextSide:
             log.warning(f"vocabulary cache {self.cache_dir} is not writable ({e.strerror or e}); continuing without it")
             return False
 
-    def vocabulary(self, names, use_cache: bool = True) -> Vocabulary:
+    def vocabulary(self, names, use_cache: bool = True, expand: str | None = None) -> Vocabulary:
         """Class names -> a Vocabulary: from the cache when it holds these names for this text graph and
         backend, else from the cached features of the names it knows and one text-graph run for the
-        others (then cached)."""
-        names = check_vocabulary(names, self.manifest.templates, self.manifest.ranges.tokens, self.tokenizer)
-        self.check_class_count(len(names))
+        others (then cached). `expand` ("coco-all", "coco-stuff"): SAN's vocabulary expansion
+        (vocabulary.expand_vocabulary); the distractors' features come from the per-name cache."""
+        m = self.manifest
+        if expand is None or expand == "none":
+            names, distractors, expand = check_vocabulary(names, m.templates, m.ranges.tokens, self.tokenizer), [], None
+        else:
+            names, distractors = expand_vocabulary(names, expand, m.templates, m.ranges.tokens, self.tokenizer)
+        every = names + distractors
+        self.check_class_count(len(every))
         t = time.perf_counter()
-        path = self.cache_dir / f"{self.cache_key(names)}.npy"
-        weights = self.read_cached(path, (len(names) + 1, self.dim)) if use_cache else None
+        path = self.cache_dir / f"{self.cache_key(every)}.npy"
+        weights = self.read_cached(path, (len(every) + 1, self.dim)) if use_cache else None
         cached, encoded = weights is not None, 0
         if not cached:
-            weights, encoded, writable = self.class_weights_for(names, use_cache)
+            weights, encoded, writable = self.class_weights_for(every, use_cache)
             if writable:
                 self.write_cached(path, weights)
         weights.flags.writeable = False
-        return Vocabulary(tuple(names), weights, self.source, cached, time.perf_counter() - t, encoded)
+        return Vocabulary(tuple(names), weights, self.source, cached, time.perf_counter() - t, encoded, expand,
+                          tuple(distractors))
 
     def check(self, vocab, what: str) -> None:
         """A Vocabulary this export made, whole: a hand-made or dataclasses.replace'd one with names and
@@ -258,10 +279,13 @@ class TextSide:
             raise VocabularyError("this vocabulary was made by another export's text graph; make it with this "
                                   "Segmenter's vocabulary()")
         w, d = vocab.class_weights, self.dim
-        if not (isinstance(vocab.names, tuple) and vocab.names and all(isinstance(n, str) for n in vocab.names)
-                and isinstance(w, np.ndarray) and w.dtype == np.float32 and w.shape == (len(vocab.names) + 1, d)
+        every = vocab.names + vocab.distractors if isinstance(vocab.distractors, tuple) else None
+        if not (isinstance(vocab.names, tuple) and vocab.names and every is not None
+                and all(isinstance(n, str) for n in every)
+                and isinstance(w, np.ndarray) and w.dtype == np.float32 and w.shape == (len(every) + 1, d)
                 and np.isfinite(w).all()):
             raise VocabularyError(f"this Vocabulary's names and class weights do not belong together (weights "
-                                  f"{getattr(w, 'dtype', '?')} {getattr(w, 'shape', '?')} for {len(vocab.names)} names; "
-                                  f"float32 [K+1, {d}] expected): make it with Segmenter.vocabulary(names)")
-        self.check_class_count(len(vocab.names))
+                                  f"{getattr(w, 'dtype', '?')} {getattr(w, 'shape', '?')} for "
+                                  f"{len(every) if every is not None else '?'} names; float32 [K+1, {d}] expected): "
+                                  "make it with Segmenter.vocabulary(names)")
+        self.check_class_count(len(every))

@@ -28,15 +28,21 @@ def label_png(labels: np.ndarray) -> Image.Image:
     return Image.fromarray(labels.astype(np.uint16))
 
 
-def overlay(image_hwc_u8: np.ndarray, labels: np.ndarray, names: list[str], alpha: float = 0.5) -> Image.Image:
-    """Blend class colours over the photo and add a legend of the classes present, largest first."""
+def overlay(image_hwc_u8: np.ndarray, labels: np.ndarray, names: list[str], alpha: float = 0.5,
+            other: bool = False) -> Image.Image:
+    """Blend class colours over the photo and add a legend of the classes present, largest first.
+    `other`: label len(names) is "other" (vocabulary expansion): its pixels keep the photo's colours."""
+    names = [*names, "other"] if other else list(names)
     colours = palette(len(names))
+    weight = np.full(len(names), alpha, np.float32)
+    if other:
+        colours[-1], weight[-1] = 255, 0.0  # uncoloured; a white legend box
     blend = np.empty_like(image_hwc_u8)
     rows = max(1, (1 << 20) // max(1, labels.shape[1]))  # blocks of ~1 M pixels: bounded memory for huge photos
     for r0 in range(0, labels.shape[0], rows):
-        part = image_hwc_u8[r0 : r0 + rows].astype(np.float32) * (1 - alpha)
-        part += colours[labels[r0 : r0 + rows]].astype(np.float32) * alpha
-        blend[r0 : r0 + rows] = part.round()
+        lab = labels[r0 : r0 + rows]
+        a = weight[lab][..., None]
+        blend[r0 : r0 + rows] = (image_hwc_u8[r0 : r0 + rows] * (1 - a) + colours[lab] * a).round()
     img = Image.fromarray(blend)
     counts = np.bincount(labels.ravel(), minlength=len(names))  # linear time, no sorted copy of the labels
     order = [int(c) for c in np.argsort(-counts, kind="stable") if counts[c]]
@@ -49,7 +55,8 @@ def overlay(image_hwc_u8: np.ndarray, labels: np.ndarray, names: list[str], alph
     draw = ImageDraw.Draw(canvas)
     for j, c in enumerate(order):
         y = 4 + j * row
-        draw.rectangle([img.width + 6, y, img.width + 18, y + 12], fill=tuple(int(v) for v in colours[c]))
+        draw.rectangle([img.width + 6, y, img.width + 18, y + 12], fill=tuple(int(v) for v in colours[c]),
+                       outline=(0, 0, 0) if other and c == len(names) - 1 else None)
         frac = counts[c] / total
         draw.text((img.width + 24, y), f"{names[c][:24]} {frac:.1%}", fill=(0, 0, 0), font=font)
     return canvas

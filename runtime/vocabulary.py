@@ -56,6 +56,29 @@ def _show(name: str, width: int = 40) -> str:
     return repr(name if len(name) <= width else name[: width - 1] + "\u2026")
 
 
+def _token_key(name: str, templates, context_length: int, tok) -> bytes:
+    """What CLIP reads of a name: its token ids in every template, after the context-length cut."""
+    return tok([t.format(name) for t in templates], context_length, specials=False).tobytes()
+
+
+def expand_vocabulary(names, mode: str, templates=VILD_TEMPLATES, context_length: int = CONTEXT_LENGTH,
+                      tokenizer=None) -> tuple[list[str], list[str]]:
+    """(user names, distractors) for vocabulary expansion as SAN's predictor does it: the user's
+    names first (checked as check_vocabulary does), then each name of the expansion set that CLIP can
+    tell apart from all of them (one it cannot is skipped, not refused). No user names: the whole
+    set is the vocabulary and nothing is folded (the official behaviour)."""
+    from .datasets import expansion_names
+    from .tokenizer import default_tokenizer
+
+    extra = expansion_names(mode)
+    if isinstance(names, (list, tuple)) and not names:
+        return check_vocabulary(extra, templates, context_length, tokenizer), []
+    names = check_vocabulary(names, templates, context_length, tokenizer)
+    tok = tokenizer or default_tokenizer()
+    taken = {_token_key(n, templates, context_length, tok) for n in names}
+    return names, [n for n in extra if _token_key(n, templates, context_length, tok) not in taken]
+
+
 def check_vocabulary(names, templates=VILD_TEMPLATES, context_length: int = CONTEXT_LENGTH, tokenizer=None) -> list[str]:
     """Names as CLIP reads them. Each is stripped of surrounding spaces and byte-order marks and kept
     as written otherwise; refused: an empty vocabulary, a name that is not text, a name with no visible
@@ -90,8 +113,7 @@ def check_vocabulary(names, templates=VILD_TEMPLATES, context_length: int = CONT
     seen: dict[bytes, str] = {}
     dups = []
     for n in names:
-        ids = tok([t.format(n) for t in templates], context_length, specials=False)
-        key = ids.tobytes()
+        key = _token_key(n, templates, context_length, tok)
         if key in seen:
             dups.append(_show(n) if seen[key] == n else f"{_show(seen[key])} = {_show(n)}")
         seen.setdefault(key, n)
