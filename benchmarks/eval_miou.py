@@ -48,6 +48,8 @@ def _main(argv) -> int:
     ap.add_argument("--reduce-zero-label", action="store_true", help="label 0 is ignored, the others shift down by one")
     ap.add_argument("--image-ext", default=None, help="image suffix, e.g. .jpg (default: any image sanrt reads)")
     ap.add_argument("--label-ext", default=".png")
+    ap.add_argument("--expand", default="none", choices=["none", "coco-all", "coco-stuff"],
+                    help="vocabulary expansion as SAN's demo; pixels labelled 'other' count as misses")
     ap.add_argument("--backend", default="auto", help="auto, onnxruntime or openvino (onnxruntime with --compare)")
     ap.add_argument("--precision", default=None)
     ap.add_argument("--compare", help="precisions on the same images, e.g. fp32,int8dyn,fp16 (or backend:precision)")
@@ -110,7 +112,7 @@ def _evaluate_and_report(args, runs, found, names, ignore, title, outputs) -> in
 
     # every run's graphs and vocabulary before the first image: a bad precision fails now, not after a run
     segs = [Segmenter(args.export, backend=b, precision=p) for b, p in runs]
-    vocabs = [s.vocabulary(names) for s in segs]
+    vocabs = [s.vocabulary(names, expand=args.expand) for s in segs]
     results = {}
     for seg, vocab in zip(segs, vocabs):
         label = f"{seg.backend}:{seg.precision}"
@@ -118,13 +120,15 @@ def _evaluate_and_report(args, runs, found, names, ignore, title, outputs) -> in
     first = next(iter(results.values()))
     for label, r in results.items():
         r["miou_diff"] = r["miou"] - first["miou"] if r["miou"] is not None and first["miou"] is not None else None
-    lines = [f"# mIoU: {title}", "", f"- export {args.export}; {len(found)} images; detectron2 SemSegEvaluator metrics, %",
+    expanded = f"; vocabulary expansion {args.expand} (pixels labelled 'other' are misses)" if args.expand != "none" else ""
+    lines = [f"# mIoU: {title}", "", f"- export {args.export}; {len(found)} images; detectron2 SemSegEvaluator metrics, %"
+             f"{expanded}",
              "", "| run | mIoU | fwIoU | mACC | pACC | mIoU - first | s / image |", "|---|---|---|---|---|---|---|"]
     lines += [f"| {k} | {_pct(r['miou'])} | {_pct(r['fwiou'])} | {_pct(r['macc'])} | {_pct(r['pacc'])} | "
               f"{_pct(r['miou_diff'], '+.2f')} | {r['seconds_per_image']:.3f} |" for k, r in results.items()]
     lines += ["", f"## Per class ({next(iter(results))})", "", "| class | IoU | ACC |", "|---|---|---|"]
     lines += [f"| {n} | {first['iou'][n]:.2f} | {first['acc'][n]:.2f} |" for n in names if n in first["iou"]]
-    save_json({"runs": results}, outputs[0])
+    save_json({"expansion": None if args.expand == "none" else args.expand, "runs": results}, outputs[0])
     save_markdown("\n".join(lines) + "\n", outputs[1])
     print("\n".join(lines))
     rnd = lambda v: None if v is None else round(v, 4)

@@ -74,8 +74,11 @@ def read_label(path: Path, ignore_label: int, reduce_zero_label: bool = False) -
 class ConfusionMatrix:
     """detectron2's SemSegEvaluator: conf[pred, gt] over K classes plus one row/column for ignored pixels."""
 
-    def __init__(self, num_classes: int, ignore_label: int):
+    def __init__(self, num_classes: int, ignore_label: int, gt_classes: int | None = None):
+        """`gt_classes`: how many of the classes labels may hold (fewer than predictions may: with
+        vocabulary expansion the last class, "other", is predicted only)."""
         self.k, self.ignore = num_classes, ignore_label
+        self.gt_k = num_classes if gt_classes is None else gt_classes
         self.conf = np.zeros((num_classes + 1, num_classes + 1), dtype=np.int64)
 
     def update(self, pred: np.ndarray, gt: np.ndarray, what: str = "label") -> None:
@@ -84,9 +87,9 @@ class ConfusionMatrix:
         if pred.shape != gt.shape:
             raise DatasetError(f"{what}: prediction {pred.shape[::-1]} and label {gt.shape[::-1]} (width x height) "
                                "differ in size")
-        bad = ((gt < 0) | (gt >= self.k)) & (gt != self.ignore)  # K itself is a class index too far, not "ignore"
+        bad = ((gt < 0) | (gt >= self.gt_k)) & (gt != self.ignore)  # K itself is a class index too far, not "ignore"
         if bad.any():
-            raise DatasetError(f"{what}: label values {np.unique(gt[bad]).tolist()[:5]} are outside 0..{self.k - 1} "
+            raise DatasetError(f"{what}: label values {np.unique(gt[bad]).tolist()[:5]} are outside 0..{self.gt_k - 1} "
                                f"and not the ignore label {self.ignore}")
         gt = np.where(gt == self.ignore, self.k, gt)
         pred = np.where(gt == self.k, self.k, pred)  # ignored pixels count nowhere
@@ -127,7 +130,9 @@ def evaluate(seg, vocab, pairs: list, ignore_label: int, reduce_zero_label: bool
 
     from sanrt.runtime.images import load_image
 
-    cm = ConfusionMatrix(len(vocab), ignore_label)
+    # with expansion, label K ("other") is a prediction no ground truth holds: a miss for every class
+    names = list(vocab.label_names)
+    cm = ConfusionMatrix(len(names), ignore_label, gt_classes=len(vocab.names))
     seconds = 0.0
     bar = tqdm(pairs, desc=desc, unit="img", file=sys.stderr)
     for i, (image_path, label_path) in enumerate(bar, 1):
@@ -137,4 +142,4 @@ def evaluate(seg, vocab, pairs: list, ignore_label: int, reduce_zero_label: bool
         seconds += time.perf_counter() - t
         cm.update(res.labels, read_label(label_path, ignore_label, reduce_zero_label), str(label_path))
         bar.set_postfix(img_s=f"{i / seconds:.2f}")
-    return {**cm.metrics(list(vocab.names)), "images": len(pairs), "seconds_per_image": seconds / len(pairs)}
+    return {**cm.metrics(names), "images": len(pairs), "seconds_per_image": seconds / len(pairs)}

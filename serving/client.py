@@ -13,10 +13,10 @@ import numpy as np
 from PIL import Image
 
 
-def request_inputs(mod, image: np.ndarray, vocab: tuple, encoded: bool = True) -> list:
+def request_inputs(mod, image: np.ndarray, vocab: tuple, encoded: bool = True, expand: str | None = None) -> list:
     """tritonclient InferInputs for the `san` model (mod: tritonclient.http or .grpc): an RGB uint8
-    image, sent as PNG bytes (encoded) or raw pixels, and a vocabulary ("classes", [names]) or
-    ("dataset", key)."""
+    image, sent as PNG bytes (encoded) or raw pixels, a vocabulary ("classes", [names]) or
+    ("dataset", key), and optionally a vocabulary expansion ("coco-all", "coco-stuff")."""
     inputs = []
     if encoded:
         buf = io.BytesIO()
@@ -35,4 +35,8 @@ def request_inputs(mod, image: np.ndarray, vocab: tuple, encoded: bool = True) -
         t = mod.InferInput("DATASET", [1], "BYTES")
         t.set_data_from_numpy(np.array([value.encode()], dtype=np.object_))
     inputs.append(t)
+    if expand is not None:
+        t = mod.InferInput("EXPAND", [1], "BYTES")
+        t.set_data_from_numpy(np.array([expand.encode()], dtype=np.object_))
+        inputs.append(t)
     return inputs

@@ -103,13 +103,14 @@ class PipelineModel:
         self.lru: OrderedDict = OrderedDict()
         self.lru_size = int(p.get("lru_size", "32"))
 
-    def vocabulary(self, names: tuple[str, ...]):
-        """From the LRU (keyed as the runtime's on-disk cache), else that cache, else the text model."""
-        key = self.seg.text.cache_key(list(names))
+    def vocabulary(self, names: tuple[str, ...], expand: str | None = None):
+        """From the LRU (keyed as the runtime's on-disk cache, plus the expansion), else that cache,
+        else the text model."""
+        key = (self.seg.text.cache_key(list(names)), expand)
         if key in self.lru:
             self.lru.move_to_end(key)
             return self.lru[key]
-        vocab = self.seg.vocabulary(list(names))
+        vocab = self.seg.vocabulary(list(names), expand=expand)
         self.lru[key] = vocab
         while len(self.lru) > self.lru_size:
             self.lru.popitem(last=False)
@@ -120,8 +121,8 @@ class PipelineModel:
         responses = []
         for r in requests:
             try:
-                img, names = self._read(pb, r)
-                [res] = self.seg.segment([img], self.vocabulary(tuple(names)))
+                img, names, expand = self._read(pb, r)
+                [res] = self.seg.segment([img], self.vocabulary(tuple(names), expand))
                 present = [json.dumps(c._asdict()) for c in res.classes_present()]
                 responses.append(pb.InferenceResponse([
                     pb.Tensor("LABELS", res.labels.astype(np.uint16)),
@@ -137,10 +138,12 @@ class PipelineModel:
 
     @staticmethod
     def _read(pb, r):
-        """(RGB uint8 image, class names) from a request; SanrtError for anything unusable."""
+        """(RGB uint8 image, class names, expansion mode or None) from a request; SanrtError for anything
+        unusable. EXPAND (optional): "none", "coco-all" or "coco-stuff"; with it, pixels won by a
+        distractor are labelled K (the class count) and named "other" in CLASSES_PRESENT."""
         from sanrt.runtime.errors import ImageError, VocabularyError
         from sanrt.runtime.images import decode_image, to_rgb_u8
-        from sanrt.runtime.datasets import dataset_vocabulary
+        from sanrt.runtime.datasets import EXPANSIONS, dataset_vocabulary
         from sanrt.runtime.vocabulary import check_vocabulary
 
         def opt(name):
@@ -148,6 +151,7 @@ class PipelineModel:
             return None if t is None else t.as_numpy()
 
         encoded, pixels, classes, dataset = opt("IMAGE"), opt("IMAGE_RGB"), opt("CLASSES"), opt("DATASET")
+        expand = opt("EXPAND")
         if (encoded is None) == (pixels is None):
             raise ImageError("send exactly one of IMAGE (encoded bytes) and IMAGE_RGB (uint8 HxWx3)")
         img = decode_image(encoded.reshape(-1)[0], "IMAGE") if encoded is not None else to_rgb_u8(pixels, "IMAGE_RGB")
@@ -161,9 +165,12 @@ class PipelineModel:
             except UnicodeDecodeError:
                 raise VocabularyError(f"{what} holds bytes that are not UTF-8 text") from None
 
+        mode = None if expand is None or expand.size == 0 else text(expand.reshape(-1)[0], "EXPAND").strip()
+        if mode is not None and mode not in ("none", *EXPANSIONS):
+            raise VocabularyError(f"EXPAND {mode[:40]!r} is no expansion mode; send none, {', '.join(EXPANSIONS)}")
         if classes is not None:  # the runtime's rules: names as CLIP reads them (Segmenter.vocabulary)
             names = check_vocabulary([text(c, "CLASSES") for c in classes.reshape(-1)])
         else:
             names = dataset_vocabulary(text(dataset.reshape(-1)[0], "DATASET"))
-        return img, names
+        return img, names, None if mode in (None, "none") else mode
 

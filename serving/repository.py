@@ -118,7 +118,8 @@ def write_repository(engine: str | Path, out: str | Path, image_backend: str = "
         NAMES["pipeline"]: _config(
             NAMES["pipeline"], 'backend: "python"', 0,
             [("IMAGE", "TYPE_STRING", (1,), True), ("IMAGE_RGB", "TYPE_UINT8", (-1, -1, 3), True),
-             ("CLASSES", "TYPE_STRING", (-1,), True), ("DATASET", "TYPE_STRING", (1,), True)],
+             ("CLASSES", "TYPE_STRING", (-1,), True), ("DATASET", "TYPE_STRING", (1,), True),
+             ("EXPAND", "TYPE_STRING", (1,), True)],
             [("LABELS", "TYPE_UINT16", (-1, -1)), ("CLASSES_PRESENT", "TYPE_STRING", (-1,))],
             pipeline_instances, "KIND_CPU", "",
             {"export_dir": export_abs, "image_model": NAMES["image"], "text_model": NAMES["text"],

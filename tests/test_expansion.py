@@ -95,3 +95,29 @@ def test_infer_writes_other_in_the_json_and_leaves_other_pixels_uncoloured(tiny_
     other = labels == len(USER)
     np.testing.assert_array_equal(shown[other], images[0][other])  # "other" is drawn uncoloured
     assert (shown[~other] != images[0][~other]).any() or other.all()
+
+
+def test_eval_miou_with_expansion_counts_other_as_a_miss(tiny_export, tmp_path, seg, images, capsys):
+    """Ground truth = the plain vocabulary's labels; with --expand coco-all every pixel the expanded
+    vocabulary labels "other" is a miss: pACC is the fraction of pixels where the two agree."""
+    from sanrt.benchmarks import eval_miou
+
+    (tmp_path / "img").mkdir()
+    (tmp_path / "lab").mkdir()
+    (tmp_path / "classes.txt").write_text("\n".join(USER) + "\n")
+    plain, expanded = seg.vocabulary(USER), seg.vocabulary(USER, expand="coco-all")
+    agree = total = 0
+    for i, img in enumerate(images[:2]):
+        Image.fromarray(img).save(tmp_path / "img" / f"{i}.png")
+        gt = seg.segment([img], plain)[0].labels
+        Image.fromarray(gt.astype(np.uint8)).save(tmp_path / "lab" / f"{i}.png")
+        ours = seg.segment([img], expanded)[0].labels
+        agree, total = agree + int((ours == gt).sum()), total + gt.size
+    capsys.readouterr()
+    argv = ["--export", str(tiny_export), "--images", str(tmp_path / "img"), "--labels", str(tmp_path / "lab"),
+            "--vocab-file", str(tmp_path / "classes.txt"), "--backend", "onnxruntime", "--expand", "coco-all",
+            "--out", str(tmp_path / "out")]
+    assert eval_miou.main(argv) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["pacc"] == pytest.approx(100 * agree / total, abs=1e-3) and agree < total
+    assert json.loads((tmp_path / "out" / "eval.json").read_text())["expansion"] == "coco-all"

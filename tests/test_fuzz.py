@@ -233,15 +233,17 @@ request_value = st.one_of(
     st.builds(lambda s: np.zeros(s, np.float32), st.lists(st.integers(0, 5), max_size=3)))
 
 
-@given(inputs=st.dictionaries(st.sampled_from(["IMAGE", "IMAGE_RGB", "CLASSES", "DATASET"]), request_value, max_size=4))
+@given(inputs=st.dictionaries(st.sampled_from(["IMAGE", "IMAGE_RGB", "CLASSES", "DATASET", "EXPAND"]), request_value,
+                              max_size=5))
 def test_triton_request_inputs_of_any_kind(inputs):
-    """The san model's request reading (serving/models.py): an (image, names) pair or one
+    """The san model's request reading (serving/models.py): an (image, names, expansion) triple or one
     SanrtError, which the model answers as an error response; never another exception."""
     from sanrt.runtime import SanrtError
     from sanrt.serving.models import PipelineModel
 
     try:
-        img, names = PipelineModel._read(_Request, _Request(inputs))
+        img, names, expand = PipelineModel._read(_Request, _Request(inputs))
     except SanrtError:
         return
     assert img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3 and names
+    assert expand in (None, "coco-all", "coco-stuff")

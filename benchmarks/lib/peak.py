@@ -8,7 +8,8 @@ multiply-add is 2 FLOPs), by part (CLIP, side adapter, mask decoder). The peak i
 taken from a datasheet: one large GEMM shaped like the model's MLP ([M=1600 tokens] x [768] x
 [3072]), run by every library that runs a path of that precision (PyTorch and OpenVINO for FP32,
 PyTorch for BF16, OpenVINO and ONNX Runtime for INT8), best of them. A path's "fraction of peak"
-is graph FLOPs / median time / that peak.
+is graph FLOPs / median time / that peak. `cuda_gemm_peaks` is the same on a GPU through torch
+(an n^3 matmul in FP16, BF16, FP32 and TF32, TFLOP/s).
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .timing import median_time
+from .timing import measure, median_time
 
 GEMM = (1600, 768, 3072)  # tokens x width x MLP width: the side adapter's grid at 640x640, CLIP's MLP
 
@@ -107,6 +108,37 @@ def graph_flops(model, hw: tuple[int, int], batch: int = 1, device="cpu") -> dic
     decoder = counts.get("SAN.side_adapter.mask_decoder", 0)
     return {"total": total, "parts": {"side adapter (without decoder)": side - decoder, "mask decoder": decoder,
                                       "CLIP and the rest": total - side}}
+
+
+# precision -> (torch dtype name, TF32 for FP32 matmuls)
+CUDA_GEMMS = {"fp16": ("float16", False), "bf16": ("bfloat16", False), "fp32": ("float32", False), "tf32": ("float32", True)}
+
+
+def cuda_gemm_peaks(torch, device, n: int = 8192, sync=None, max_s: float | None = 10.0) -> dict:
+    """{precision: {"tflops": median rate, "best_tflops": best sample's rate, "ms": median ms per
+    matmul, "n": n}} of an n x n x n torch matmul on `device` in FP16, BF16, FP32 (TF32 off) and TF32,
+    in TFLOP/s (10^12 FLOP/s, multiply-add = 2): the GPU's measured peak of each precision, now.
+    `sync`: the device synchronisation (torch.cuda.synchronize). On a CPU (dry runs) TF32 is plain
+    FP32. The TF32 setting is restored after."""
+    flop = 2.0 * n**3
+    cuda = torch.device(device).type == "cuda"
+    reps = 10 if cuda else 1  # matmuls per timed sample: the sync is not part of the rate
+    out = {}
+    for key, (dtype, tf32) in CUDA_GEMMS.items():
+        g = torch.Generator(device=device).manual_seed(0)
+        a, b = (torch.randn(n, n, device=device, dtype=getattr(torch, dtype), generator=g) for _ in range(2))
+        c = torch.empty_like(a)
+        old = torch.backends.cuda.matmul.allow_tf32
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        try:
+            t = measure(lambda: [torch.mm(a, b, out=c) for _ in range(reps)], runs=10, warmup=3, sync=sync, max_s=max_s)
+        finally:
+            torch.backends.cuda.matmul.allow_tf32 = old
+        out[key] = {"tflops": flop * reps / t["median_s"] / 1e12, "best_tflops": flop * reps / t["min_s"] / 1e12,
+                    "ms": 1e3 * t["median_s"] / reps, "n": n}
+    if cuda:
+        torch.cuda.empty_cache()
+    return out
 
 
 if __name__ == "__main__":
