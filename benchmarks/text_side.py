@@ -8,7 +8,10 @@ Each scenario starts from an empty class-weight cache in a temporary folder (nev
 2. ADE20K-150 after COCO-Stuff-171 and PASCAL Context-59 were used (names in common come from the
    per-name cache);
 3. ADE20K-150 with 10 of its names replaced by new ones, after ADE20K-150 was used;
-4. ADE20K-150 again (the whole vocabulary's entry).
+4. ADE20K-150 again (the whole vocabulary's entry);
+5. three new names with COCO-all expansion (171 distractors), nothing known, and after another
+   three-name vocabulary with the same expansion (the distractors from the per-name cache), beside
+   the three names alone.
 Every class weight built from cached names is compared with one built with no cache at all.
 The report also counts the tokens the text_after graph runs (each template's words before the class
 name are the same for every class, and causal attention makes their states the same too, so they run
@@ -32,6 +35,7 @@ from sanrt.runtime.segmenter import Segmenter
 from sanrt.runtime.datasets import dataset_vocabulary
 
 ROOT = Path(__file__).resolve().parents[1]
+THREE = (["red kayak", "harbour crane", "seagull"], ["espresso cup", "laptop bag", "desk lamp"])
 NEW_NAMES = ["espresso machine", "drone", "solar panel", "skateboard ramp", "server rack", "wind turbine", "kayak",
              "forklift", "greenhouse", "traffic cone"]
 
@@ -70,18 +74,22 @@ def _main(argv) -> int:
                  ("ADE20K-150 after COCO-Stuff-171 and PASCAL Context-59", [dataset_vocabulary("coco_stuff171"),
                                                                             dataset_vocabulary("pc59")], ade),
                  (f"ADE20K-150 with {len(NEW_NAMES)} names replaced, after ADE20K-150", [ade], edited),
-                 ("ADE20K-150 again", [ade], ade)]
+                 ("ADE20K-150 again", [ade], ade),
+                 ("3 new names", [], THREE[1]),
+                 ("3 new names + coco-all, nothing known", [], THREE[1], "coco-all"),
+                 ("3 new names + coco-all, after 3 others + coco-all", [THREE[0]], THREE[1], "coco-all")]
     rows = []
-    for label, before, names in scenarios:
+    for label, before, names, *expand in scenarios:
+        expand = expand[0] if expand else None
         with tempfile.TemporaryDirectory() as cache:
             seg = Segmenter(args.export, backend=args.backend, threads=args.threads, cache_dir=Path(cache))
             for v in before:
-                seg.vocabulary(v)
+                seg.vocabulary(v, expand=expand)
             if label.endswith("again"):
                 seg.vocabulary(names)
-            vocab = seg.vocabulary(names)
-            fresh = seg.vocabulary(names, use_cache=False)  # every text through the text graph
-            row = {"scenario": label, "classes": len(names), "names_encoded": vocab.names_encoded,
+            vocab = seg.vocabulary(names, expand=expand)
+            fresh = seg.vocabulary(names, use_cache=False, expand=expand)  # every text through the text graph
+            row = {"scenario": label, "classes": len(vocab.classes), "names_encoded": vocab.names_encoded,
                    "whole_vocabulary_cached": vocab.cached, "seconds": vocab.text_s, "no_cache_seconds": fresh.text_s,
                    "max_abs_diff": float(np.abs(vocab.class_weights - fresh.class_weights).max()),
                    "cosine_min": cosine_min(vocab.class_weights, fresh.class_weights)}

@@ -61,6 +61,8 @@ def test_text_side_report(tiny_export, tmp_path):
     rep = json.loads((tmp_path / "text_side.json").read_text())
     encoded = [r["names_encoded"] for r in rep["rows"]]
     assert encoded[0] == 150 and 0 < encoded[1] < 150 and encoded[2] == 10 and encoded[3] == 0
+    # expansion: 3 names + 171 distractors; after another expanded vocabulary only the 3 names run
+    assert encoded[4] == 3 and encoded[5] == 174 and encoded[6] == 3 and rep["rows"][5]["classes"] == 174
     assert rep["rows"][3]["whole_vocabulary_cached"]
     assert all(r["cosine_min"] >= 0.99999 for r in rep["rows"])
     assert 0 < rep["ade150_tokens"]["tokens_prefix_shared"] < rep["ade150_tokens"]["tokens_now"]
