@@ -11,7 +11,7 @@ install: $(STAMP) $(SERVE_STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(VENV)/bin/python || $(PY) -m venv $(VENV)
-	$(VENV)/bin/python -m pip install -q --disable-pip-version-check -e ".[cpu,export,openvino,app,video,dev]"
+	$(VENV)/bin/python -m pip install -q --disable-pip-version-check -e ".[cpu,export,openvino,app,video,batch,dev]"
 	rm -f $(VENV)/.installed-* && touch $@
 
 # The Triton serving environment: nvidia-pytriton's tritonserver (Python backend) without its Python

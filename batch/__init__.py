@@ -1,0 +1,1 @@
+"""Batch segmentation on Ray Data (sanrt-batch)."""
