@@ -17,7 +17,7 @@ registries of exports and datasets.
 from .backends import PATHS, PRECISIONS
 from .datasets import DATASET_TITLES, DATASETS, dataset, dataset_vocabulary
 from .errors import (BackendError, ConfigError, ExportFolderError, ImageError, OutputError, RangeError, SanrtError,
-                     VocabularyError)
+                     VideoError, VocabularyError)
 from .images import decode_image, expand_image_args, load_image, to_rgb_u8
 from .manifest import Manifest
 from .outputs import SegmentationWriter
@@ -31,5 +31,5 @@ __all__ = [
     "load_image", "decode_image", "to_rgb_u8", "expand_image_args", "class_weights",
     "dataset_vocabulary", "dataset", "DATASETS", "read_vocabulary_file", "check_vocabulary", "DATASET_TITLES",
     "PATHS", "PRECISIONS",
-    "SanrtError", "ConfigError", "ExportFolderError", "ImageError", "BackendError", "RangeError", "VocabularyError", "OutputError",
+    "SanrtError", "ConfigError", "ExportFolderError", "ImageError", "BackendError", "RangeError", "VocabularyError", "OutputError", "VideoError",
 ]

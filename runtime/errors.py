@@ -32,3 +32,8 @@ class OutputError(SanrtError):
 
 class ConfigError(SanrtError, ValueError):
     """A model config file (fixture tiny_config.json) that is missing, unreadable or incomplete."""
+
+
+class VideoError(SanrtError):
+    """A video file, stream or capture device that cannot be opened or read (not a video, no video
+    stream, a codec PyAV cannot decode, an unreachable URL, a file cut short)."""

@@ -146,3 +146,29 @@ class Segmenter:
                 for i, r in zip(part, self.classify(self.encode_images([images[i] for i in part]), vocab, return_scores)):
                     out[i] = r
         return out
+
+    def segment_stream(self, frames, vocab: Vocabulary, batch: int | None = None):
+        """An iterable of RGB uint8 frames (a video, a live stream: endless is fine) -> a generator of
+        one Segmentation per frame, in order. Consecutive frames of one padded size share a batch of
+        up to `batch` (default: the export's largest); at most one batch is held at a time, and a
+        batch goes as soon as it is full or the frame size changes."""
+        self.text.check(vocab, "segment_stream")
+        lo, hi = self.manifest.ranges.batch
+        step = hi if batch is None else int(batch)
+        if not lo <= step <= hi:
+            raise RangeError(f"batch of {step} is outside the export's range {lo}..{hi}")
+        pending, size = [], None
+        for i, im in enumerate(frames):
+            if not isinstance(im, np.ndarray) or im.dtype != np.uint8 or im.ndim != 3 or im.shape[2] != 3:
+                raise ImageError(f"frame {i}: expected an RGB uint8 [H, W, 3] array")
+            s = self.input_size(*im.shape[:2])
+            if pending and s != size:
+                yield from self.classify(self.encode_images(pending), vocab)
+                pending = []
+            pending.append(im)
+            size = s
+            if len(pending) == step:  # a full batch goes now, not when the next frame comes
+                yield from self.classify(self.encode_images(pending), vocab)
+                pending = []
+        if pending:
+            yield from self.classify(self.encode_images(pending), vocab)
