@@ -10,7 +10,7 @@ from conftest import ROOT, fake_engine_folder, run_script
 
 # folders holding scripts or put on sys.path (tests/ by pytest), and import names of sanrt's extras
 # that need not be installed here (GPU, serving, batch, app, video)
-FOLDERS = ("runtime", "export", "model", "benchmarks", "serving", "evaluation", "app", "tests")
+FOLDERS = ("runtime", "export", "model", "benchmarks", "serving", "evaluation", "app", "batch", "tests")
 EXTRAS = {"tensorrt", "cuda", "polygraphy", "onnxruntime", "openvino", "nncf", "pytriton", "tritonclient", "ray",
           "gradio", "gradio_client", "av", "torch", "open_clip", "onnx", "onnxslim", "skimage", "PIL", "numpy"}
 
@@ -61,13 +61,15 @@ MAY_IMPORT = {
     "sanrt.evaluation": ("sanrt.runtime", "sanrt.evaluation"),
     "sanrt.serving": ("sanrt.runtime", "sanrt.serving"),
     "sanrt.app": ("sanrt.runtime", "sanrt.app"),
+    "sanrt.batch": ("sanrt.runtime", "sanrt.batch"),
     "sanrt.model": ("sanrt.runtime", "sanrt.evaluation", "sanrt.model"),
     "sanrt.export": ("sanrt.runtime", "sanrt.evaluation", "sanrt.serving", "sanrt.model", "sanrt.export"),
     "sanrt.benchmarks": ("sanrt",),
 }
 FOLDER_OF = {"sanrt.runtime": "runtime", "sanrt.evaluation": "evaluation", "sanrt.serving": "serving",
-             "sanrt.app": "app", "sanrt.model": "model", "sanrt.export": "export", "sanrt.benchmarks": "benchmarks"}
-TORCH_FREE = ("sanrt.runtime", "sanrt.evaluation", "sanrt.serving", "sanrt.app")
+             "sanrt.app": "app", "sanrt.batch": "batch", "sanrt.model": "model", "sanrt.export": "export",
+             "sanrt.benchmarks": "benchmarks"}
+TORCH_FREE = ("sanrt.runtime", "sanrt.evaluation", "sanrt.serving", "sanrt.app", "sanrt.batch")
 
 
 def _modules():
@@ -114,8 +116,8 @@ def test_runtime_serving_and_evaluation_never_import_torch():
 
 def test_every_folder_states_its_contract():
     """Each package's __init__ docstring says what it holds and what it may import."""
-    for folder in ("runtime", "runtime/backends", "evaluation", "serving", "app", "model", "export", "benchmarks",
-                   "benchmarks/lib"):
+    for folder in ("runtime", "runtime/backends", "evaluation", "serving", "app", "batch", "model", "export",
+                   "benchmarks", "benchmarks/lib"):
         doc = ast.get_docstring(ast.parse((ROOT / folder / "__init__.py").read_text(encoding="utf-8")))
         assert doc and len(doc) > 150, folder
         if folder not in ("benchmarks/lib",):

@@ -1,0 +1,585 @@
+"""`segment_dataset`: the whole job on Ray Data, from image paths to files and results.parquet.
+
+    driver: paths, names -> one Vocabulary (the text graph runs here only) -> ray.put
+    plan    (tasks)  : which images are done, which to do, any foreign file at an output name
+    decode  (tasks)  : file -> RGB pixels, sorted by padded size so an actor batch holds one size
+    segment (actors) : one Segmenter per actor -> <stem>_labels.png, <stem>.json [, <stem>_overlay.png]
+    driver: result rows streamed into results.parquet (written whole at the end)
+
+The driver holds paths and per-image result rows only, never pixels; Ray Data's streaming executor
+bounds what is in flight. Each file is written atomically; a rerun skips what is complete.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import secrets
+import socket
+import sys
+import time
+import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from sanrt.runtime.errors import OutputError, RangeError, SanrtError
+from sanrt.runtime.manifest import Manifest
+from sanrt.runtime.outputs import MARK, check_replaceable, lock_folder, write_atomic
+
+from .sources import check_stems, image_paths
+from .stages import RESULT_SCHEMA, SUFFIXES, SegmentActor, SharedVocabulary, decode_batch, made_with, plan_batch
+
+RESULTS = "results.parquet"
+PLAN_ROWS = 256  # images per planning task: each checks files, no pixels
+# images per decoding task (a whole number of actor batches): enough tasks to keep every actor fed,
+# few enough blocks for the driver to track, each block's pixels a few tens of MB at most
+DECODE_ROWS = (16, 64)
+# A task whose worker dies (a lost node, an OOM kill) runs again elsewhere, and an actor that dies is
+# restarted whenever there is room for it, its batch retried on it, this often. Past that, or while
+# the restart finds no room, Ray Data drops the batch and goes on with the actors it has; the job
+# runs the images it lost again in a fresh actor pool, ROUNDS runs in all; then they are error rows
+# (a batch that kills every worker it meets).
+TASK_RETRIES = 3
+ACTOR_RESTARTS = -1
+ROUNDS = 3
+ACTOR_INIT_DEATHS = 4  # actors that die starting, one after another, before the job gives up
+log = logging.getLogger("sanrt")
+
+
+class ClusterError(SanrtError):
+    """No Ray cluster at the address, or a Ray job that cannot run there."""
+
+
+@dataclass
+class Summary:
+    ok: int
+    error: int
+    skipped: int
+    seconds: float  # the whole call, Ray's start and the planning included
+    segment_seconds: float  # the decode + segment stage alone
+    out: Path
+    results: Path
+    driver_cpu_seconds: float = 0.0  # CPU time of this process (all its threads) for the Ray stages
+    driver_cpu_per_image: float = 0.0  # the same per image once results flow (start-up costs apart)
+
+    @property
+    def total(self) -> int:
+        return self.ok + self.error + self.skipped
+
+    @property
+    def images_per_s(self) -> float:
+        """Images segmented (ok or error) per second of the segment stage."""
+        done = self.ok + self.error
+        return done / self.segment_seconds if self.segment_seconds > 0 else 0.0
+
+
+@contextmanager
+def _quiet_stderr(quiet: bool):
+    """File descriptor 2 to /dev/null while Ray's core starts in this process: it prints a line there
+    about the log level it was given, and its connection retries (ray.init's errors still raise)."""
+    if not quiet:
+        yield
+        return
+    sys.stderr.flush()
+    saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
+
+
+def _probe(address: str) -> None:
+    """A HOST:PORT with nothing listening fails in seconds here; ray.init would retry for minutes."""
+    if address in ("auto", "local") or "://" in address:
+        return
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ClusterError(f"--address {address} is not local, auto or HOST:PORT")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=3).close()
+    except OSError as e:
+        raise ClusterError(f"no Ray cluster at {address} ({e.strerror or e})") from None
+
+
+@lru_cache(maxsize=1)
+def _process_token() -> str:
+    """One token per process: Ray's core reads it once, so a second local instance must share it."""
+    return secrets.token_hex(32)
+
+
+class _Ray:
+    """A Ray session for one job: a private local instance (started and stopped here) or a running
+    cluster joined at `address`; an already initialised session (the caller's own) is used as it is."""
+
+    def __init__(self, address: str, num_cpus: int, verbose: bool):
+        self.address, self.num_cpus, self.verbose, self.started = address, num_cpus, verbose, False
+        self.saved_env: dict[str, str | None] = {}
+
+    def _setenv(self, name: str, value: str) -> None:
+        if name not in os.environ:
+            self.saved_env[name] = None
+            os.environ[name] = value
+
+    def __enter__(self):
+        # Ray's own output (log lines, usage stats, per-operator progress bars) only when verbose
+        self._setenv("RAY_USAGE_STATS_ENABLED", "0")
+        self.saved_filters = warnings.filters[:]
+        if not self.verbose:
+            # Ray Data's advice (block counts, concurrency limits) is for pipelines tuned by hand
+            warnings.filterwarnings("ignore", module=r"ray(\.|$)")
+            # Ray's C++ core prints its errors to the driver's stderr; those a job meets are about Ray
+            # itself (that Ray Data passes actor arguments through the object store): fatal ones only
+            self._setenv("RAY_BACKEND_LOG_LEVEL", "fatal")
+        if self.address == "local":
+            if "ray" not in sys.modules:
+                # a private instance: its processes advertise the loopback address, not the machine's
+                self._setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+            if "RAY_AUTH_MODE" not in os.environ:
+                # Ray's token authentication, with a token of this job's own in the environment (its
+                # processes inherit it): nothing else can join, and no token file is left in ~/.ray
+                self._setenv("RAY_AUTH_MODE", "token")
+                self._setenv("RAY_AUTH_TOKEN", _process_token())
+        import ray
+
+        if ray.is_initialized():
+            return ray
+        level = logging.INFO if self.verbose else logging.ERROR
+        try:
+            with _quiet_stderr(not self.verbose), _own_sigterm():
+                if self.address == "local":
+                    ray.init(address="local", num_cpus=self.num_cpus, include_dashboard=False,
+                             log_to_driver=self.verbose, logging_level=level)
+                else:
+                    ray.init(address=self.address, log_to_driver=self.verbose, logging_level=level)
+        except Exception as e:  # ConnectionError, AuthenticationError, a version mismatch, ...
+            self._restore()
+            raise ClusterError(f"no Ray cluster at {self.address}: {_first_line(e)}") from None
+        self.started = True
+        if not self.verbose:
+            self._mute_notices()
+        return ray
+
+    def _mute_notices(self) -> None:
+        """Ray's driver prints the cluster's notices (a task retried, a node marked dead) to stdout from a
+        thread of its own; the job reports what they cost (images lost and run again) itself."""
+        import ray._private.worker as worker
+
+        shown = self.print_to_stdstream = getattr(worker, "print_to_stdstream", None)
+        if shown is not None:
+            worker.print_to_stdstream = lambda data, ignore_prefix: (
+                None if data.get("pid") == "raylet" else shown(data, ignore_prefix))
+
+    def _restore(self) -> None:
+        for name, value in self.saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+        self.saved_env.clear()
+        warnings.filters[:] = self.saved_filters
+
+    def __exit__(self, *exc):
+        if self.started:
+            import ray
+            import ray._private.worker as worker
+
+            ray.shutdown()  # a local instance stops; a cluster only loses this driver
+            if getattr(self, "print_to_stdstream", None) is not None:
+                worker.print_to_stdstream = self.print_to_stdstream
+        self._restore()
+
+
+@contextmanager
+def _own_sigterm():
+    """ray.init puts a SIGTERM handler of Ray's in this process (sys.exit(15): no `interrupted` line, exit
+    code 15); the process's own (cli.run's: one `interrupted` line, every file whole, exit code 130)
+    is put back after it."""
+    import signal
+    import threading
+
+    main = threading.current_thread() is threading.main_thread()
+    handler = signal.getsignal(signal.SIGTERM) if main else None
+    try:
+        yield
+    finally:
+        if handler is not None:
+            signal.signal(signal.SIGTERM, handler)
+
+
+def _first_line(e: BaseException) -> str:
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    return lines[0] if lines else type(e).__name__
+
+
+def _sanrt_cause(e: BaseException) -> SanrtError | None:
+    """A SanrtError a Ray task raised (Ray wraps it, sometimes twice)."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, SanrtError) and type(e).__module__.startswith("sanrt"):
+            return e
+        e = getattr(e, "cause", None) or e.__cause__
+    return None
+
+
+@contextmanager
+def _data_context(verbose: bool):
+    """Ray Data's settings for the job, put back after it (a caller's own pipelines keep theirs)."""
+    import ray.data
+
+    ctx = ray.data.DataContext.get_current()
+    logger = logging.getLogger("ray.data")
+    wanted = {"enable_progress_bars": verbose,  # the driver shows one bar of images instead
+              "max_errored_blocks": -1,  # a batch that failed every retry: its rows are missing, run again
+              # the pool starts with the actors that find room, not waiting for all (a lost node's)
+              "wait_for_min_actors_s": -1,
+              # an actor placed on a node about to be found dead dies starting: start another
+              "max_consecutive_actor_init_deaths": ACTOR_INIT_DEATHS}
+    saved, level = {k: getattr(ctx, k) for k in wanted}, logger.level
+    for k, v in wanted.items():
+        setattr(ctx, k, v)
+    # a dropped batch is logged with a traceback; the job reports and reruns its images itself
+    logger.setLevel(logging.INFO if verbose else logging.CRITICAL)
+    try:
+        yield ctx
+    finally:
+        for k, v in saved.items():
+            setattr(ctx, k, v)
+        logger.setLevel(level)
+
+
+class _RowGroups:
+    """results.parquet's writer: result rows arrive a batch at a time; row groups of GROUP rows."""
+
+    GROUP = 8192
+
+    def __init__(self, writer):
+        self.writer, self.schema, self.pending, self.rows = writer, writer.schema, [], 0
+
+    def write_table(self, table) -> None:
+        self.pending.append(table)
+        self.rows += table.num_rows
+        if self.rows >= self.GROUP:
+            self.flush()
+
+    def flush(self) -> None:
+        import pyarrow as pa
+
+        if self.pending:
+            self.writer.write_table(pa.concat_tables(self.pending))
+            self.pending, self.rows = [], 0
+
+
+def _check_out(out: Path, stems: list[str], paths: list[Path], overlays: bool) -> None:
+    """SegmentationWriter.plan's checks that need no per-image file access (the plan stage does those,
+    on the cluster): plain names that fit the file system, no input among the outputs, a folder that
+    can be written, and results.parquet free to replace."""
+    bad = next((s for s in stems if not s or s in (".", "..") or "/" in s or "\x00" in s), None)
+    if bad is not None:
+        raise OutputError(f"{bad!r} is not a plain file name: outputs stay inside {out}")
+    check_replaceable([], out)  # out is not a file, can be made and written
+    name_max = os.pathconf(out, "PC_NAME_MAX")
+    longest = max(stems, key=lambda s: len(os.fsencode(s)))
+    if len(os.fsencode(longest + "_overlay.png")) + 16 > name_max:  # with write_atomic's temporary suffix
+        raise OutputError(f"the output name {longest[:40]}... is too long for the file system ({name_max} bytes); "
+                          "rename the image")
+    here, parents, wanted = out.resolve(), {}, set(stems)
+    for p in paths:
+        parent = parents.setdefault(p.parent, p.parent.resolve())
+        if parent == here and _stem_of(p.name, overlays) in wanted:
+            raise OutputError(f"{out / p.name} is one of the input images; choose another --out")
+    results = out / RESULTS
+    if results.is_dir() or (results.exists() and not _ours(results)):
+        raise OutputError(f"{results} exists and was not written by sanrt; it is left alone: choose another --out "
+                          "or move it")
+
+
+def _stem_of(name: str, overlays: bool = True) -> str | None:
+    for s in SUFFIXES:
+        if name.endswith(s) and (overlays or s != "_overlay.png"):
+            return name[: -len(s)]
+    return None
+
+
+def _ours(path: Path) -> bool:
+    """results.parquet carries sanrt's mark in its schema metadata."""
+    try:
+        import pyarrow.parquet as pq
+
+        meta = pq.read_schema(path).metadata or {}
+        return meta.get(b"written_by") == b"sanrt"
+    except (OSError, ValueError):
+        return False
+
+
+_TEMP = re.compile(r"^\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp$")  # write_atomic's temporary files (mkstemp names)
+
+
+def sweep(out: Path, stems: set[str]) -> int:
+    """Remove the temporary files a killed worker left beside this job's outputs (write_atomic removes
+    its own otherwise); nothing else in the folder is touched. Returns how many."""
+    removed = 0
+    try:
+        entries = list(os.scandir(out))
+    except OSError:
+        return 0
+    for e in entries:
+        m = _TEMP.match(e.name)
+        if m and (m["name"] == RESULTS or _stem_of(m["name"]) in stems) and e.is_file(follow_symlinks=False):
+            try:
+                os.unlink(e.path)
+                removed += 1
+            except OSError:
+                pass
+    return removed
+
+
+def default_threads(num_cpus: float, largest_node: float, actors: int) -> int:
+    """Threads per actor when not given: the CPUs shared out among the actors, within one node."""
+    return max(1, int(min(largest_node, num_cpus // actors)))
+
+
+def make_vocabulary(export, names, expand=None, backend: str = "auto"):
+    """The job's Vocabulary, made once (on the driver): the only place its text graph runs."""
+    from sanrt.runtime.segmenter import Segmenter
+
+    with Segmenter(export, backend=backend) as seg:
+        vocab = seg.vocabulary(names, expand=None if expand in (None, "none") else expand)
+        return vocab, seg.manifest, f"backend {seg.backend} ({seg.precision}) on {seg.image_graph.device}"
+
+
+def _check_options(actors, threads, batch) -> None:
+    for name, v, lo in (("actors", actors, 1), ("batch", batch, 1)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+            raise RangeError(f"{name} must be a whole number of at least {lo}, not {v!r}")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise RangeError(f"threads per actor must be a whole number of at least 1, not {threads!r}")
+
+
+def segment_dataset(export, images, names, out, *, expand=None, address: str = "local", actors: int = 1,
+                    threads_per_actor: int | None = None, batch: int = 4, overlays: bool = False,
+                    force: bool = False, backend: str = "auto", verbose: bool = False,
+                    progress: bool | None = None) -> Summary:
+    """Segment every image of `images` (a folder, glob, image, text file of paths or Parquet file with a
+    `path` column, or a list of such) with the export at `export` for the class `names`, on Ray Data:
+    per image infer.py's files in `out` and one row in `out`/results.parquet. `address`: "local" (a
+    private Ray instance, stopped at the end), "auto" or HOST:PORT (a running cluster; every node must
+    see `export`, the images and `out` at the same paths). `actors` Segmenters of `threads_per_actor`
+    threads each (default: the CPUs shared out); `batch` images per actor call. Images whose outputs
+    are complete are skipped (`force`: recomputed); bad images become error rows. SanrtError (one
+    line) when the job cannot run: before anything is written when an output name is taken."""
+    t_start = time.perf_counter()
+    _check_options(actors, threads_per_actor, batch)
+    export, out = Path(export), Path(out)
+    Manifest.load(export, verify=False)  # a wrong folder fails now, before Ray starts
+    paths = image_paths(images)
+    stems = check_stems(paths)
+    _probe(address)
+    vocab, manifest, backend_line = make_vocabulary(export, names, expand, backend)
+    key = made_with(manifest, vocab)
+    if progress is None:
+        progress = sys.stderr.isatty() or verbose
+    about = (f"{len(vocab.names)} classes{f' + {len(vocab.distractors)} distractors' if vocab.distractors else ''}, "
+             f"text side {vocab.text_s:.2f} s{' (cached)' if vocab.cached else ''}; {backend_line}")
+
+    made_out, lock = not out.exists(), None
+    counts = {"ok": 0, "error": 0, "skipped": 0}
+    timing = {"segment_s": 0.0, "driver_cpu_s": 0.0, "steady": []}
+    stem_set = set(stems)
+    try:
+        _check_out(out, stems, paths, overlays)
+        lock = lock_folder(out, f"another sanrt run is writing into {out}; wait for it or choose another --out")
+        local_cpus = max(os.cpu_count() or 1, actors * (threads_per_actor or 1))
+        try:
+            with _Ray(address, local_cpus, verbose) as ray:
+                sweep(out, stem_set)  # an earlier job's, killed
+                job = _Job(ray, export, vocab, key, out, paths, actors, threads_per_actor, batch, overlays, force,
+                           backend, verbose, progress, about)
+                write_atomic(out / RESULTS, lambda tmp: job.run(tmp, counts, timing))
+        finally:
+            sweep(out, stem_set)  # this job's workers are gone: what a killed one left (interrupted too)
+    except SanrtError:
+        raise
+    except Exception as e:
+        cause = _sanrt_cause(e)
+        if cause is not None:
+            raise type(cause)(_first_line(cause)) from None
+        if type(e).__module__.startswith("ray"):
+            raise ClusterError(f"the Ray job failed: {_first_line(e)}") from None
+        raise
+    finally:
+        if lock is not None:
+            os.close(lock)
+        if made_out and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()  # a job that wrote nothing leaves no new folder behind
+    return Summary(counts["ok"], counts["error"], counts["skipped"], time.perf_counter() - t_start,
+                   timing["segment_s"], out, out / RESULTS, timing["driver_cpu_s"], _steady(timing["steady"]))
+
+
+def _steady(marks: list[tuple[float, int]]) -> float:
+    """Driver CPU seconds per image between the first and the last result batch: (cpu, rows) marks."""
+    if len(marks) < 2 or marks[-1][1] == marks[0][1]:
+        return 0.0
+    return (marks[-1][0] - marks[0][0]) / (marks[-1][1] - marks[0][1])
+
+
+class _Job:
+    """One run of the stages (segment_dataset's arguments, checked)."""
+
+    def __init__(self, ray, export, vocab, key, out, paths, actors, threads, batch, overlays, force, backend,
+                 verbose, progress, about):
+        self.ray, self.export, self.vocab, self.key, self.out, self.paths = ray, export, vocab, key, out, paths
+        self.actors, self.batch, self.overlays, self.force, self.backend = actors, batch, overlays, force, backend
+        self.verbose, self.progress, self.about = verbose, progress, about
+        nodes = [n for n in ray.nodes() if n.get("Alive")]
+        cpus = [n.get("Resources", {}).get("CPU", 0) for n in nodes] or [0]
+        self.cluster = f"{len(nodes)} node(s), {sum(cpus):g} CPUs"
+        self.threads = threads or default_threads(sum(cpus), max(cpus), actors)
+
+    def _map_batches(self, ds, fn, **kwargs):
+        with warnings.catch_warnings():
+            # Ray 2.60 marks the retry arguments (max_retries, max_restarts, max_task_retries) deprecated
+            # but names no replacement for them: its warning is not the user's to act on
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return ds.map_batches(fn, batch_format="pyarrow", udf_modifying_row_count=False, **kwargs)
+
+    def _tables(self, rows: dict, step: int):
+        import pyarrow as pa
+
+        table = pa.table(rows)
+        return [table.slice(i, step) for i in range(0, table.num_rows, step)] or [table]
+
+    def run(self, tmp: Path, counts: dict, timing: dict) -> None:
+        import pyarrow.parquet as pq
+
+        schema = RESULT_SCHEMA.with_metadata({"written_by": "sanrt", "sanrt": MARK, "made_with": self.key})
+        cpu0 = time.process_time()
+        with pq.ParquetWriter(tmp, schema) as parquet, _data_context(self.verbose):
+            writer = _RowGroups(parquet)
+            todo = self._plan(writer, counts)
+            # said once the job is sure to run: a job refused (a foreign file) prints its error line only
+            print(f"{len(self.paths)} image(s): {len(todo['index'])} to segment, {counts['skipped']} complete; "
+                  f"{self.about}; Ray: {self.cluster}, {self.actors} actor(s) x {self.threads} thread(s)",
+                  file=sys.stderr)
+            if todo["index"]:
+                t0 = time.perf_counter()
+                self._segment(todo, writer, counts, timing["steady"])
+                timing["segment_s"] = time.perf_counter() - t0
+            writer.flush()
+        timing["driver_cpu_s"] = time.process_time() - cpu0
+
+    def _plan(self, writer, counts: dict) -> dict:
+        """Run the plan stage; write the skipped rows; return the images to do, sorted by padded size."""
+        import pyarrow as pa
+
+        ray = self.ray
+        ds = ray.data.from_arrow(self._tables({"index": list(range(len(self.paths))),
+                                               "path": [str(p) for p in self.paths]}, PLAN_ROWS))
+        ds = self._map_batches(ds, plan_batch, batch_size=None, max_retries=TASK_RETRIES,
+                               fn_kwargs={"out": str(self.out), "overlays": self.overlays, "key": self.key,
+                                          "export": str(self.export), "force": self.force})
+        todo = []
+        for t in ds.iter_batches(batch_format="pyarrow", batch_size=None):
+            state = t.column("state").to_pylist()
+            if "foreign" in state:
+                raise OutputError(t.column("error")[state.index("foreign")].as_py())
+            if "skipped" in state:
+                import pyarrow.compute as pc
+
+                s = t.filter(pc.equal(t.column("state"), "skipped"))
+                writer.write_table(pa.table({
+                    "index": s.column("index"), "path": s.column("path"),
+                    "status": pa.array(["skipped"] * s.num_rows, pa.string()), "classes": s.column("classes"),
+                    "height": s.column("height"), "width": s.column("width"),
+                    **{c: pa.nulls(s.num_rows, RESULT_SCHEMA.field(c).type)
+                       for c in ("decode_s", "segment_s", "write_s", "batch", "error")}}).select(RESULT_SCHEMA.names)
+                    .cast(writer.schema))
+                counts["skipped"] += s.num_rows
+            for i, p, st, k, stem in zip(t.column("index").to_pylist(), t.column("path").to_pylist(), state,
+                                         t.column("key").to_pylist(), t.column("stem").to_pylist()):
+                if st == "todo":
+                    todo.append((k, i, p, stem))
+        todo.sort()  # by padded size: consecutive images share actor batches and encode_images batches
+        return {"index": [t[1] for t in todo], "path": [t[2] for t in todo], "stem": [t[3] for t in todo]}
+
+    def _segment(self, todo: dict, writer, counts: dict, marks: list) -> None:
+        """Decode and segment `todo`, streaming result rows into `writer`. Images whose rows never came
+        (their batch was dropped after Ray's own retries: a node lost, a worker killed) run again in
+        a fresh actor pool, up to ROUNDS times in all."""
+        from tqdm import tqdm
+
+        shared = SharedVocabulary(self.vocab)  # once into the object store; every actor reads that copy
+        seen, done = bytearray(len(self.paths)), 0
+        with tqdm(total=len(todo["index"]), desc="segmenting", unit="img", file=sys.stderr,
+                  disable=not self.progress) as bar:
+            for round_ in range(ROUNDS):
+                for t in self._stream(todo, shared).iter_batches(batch_format="pyarrow", batch_size=None):
+                    t = t.select(RESULT_SCHEMA.names).cast(writer.schema)
+                    fresh = [k for k, i in enumerate(t.column("index").to_pylist()) if not seen[i]]
+                    if len(fresh) < t.num_rows:  # a retried batch whose first run's rows did come
+                        t = t.take(fresh)
+                    for i in t.column("index").to_pylist():
+                        seen[i] = 1
+                    writer.write_table(t)
+                    status = t.column("status").to_pylist()
+                    counts["ok"] += status.count("ok")
+                    counts["error"] += status.count("error")
+                    bar.update(t.num_rows)
+                    done += t.num_rows
+                    marks.append((time.process_time(), done))
+                lost = [k for k, i in enumerate(todo["index"]) if not seen[i]]
+                if not lost:
+                    return
+                todo = {c: [v[k] for k in lost] for c, v in todo.items()}
+                if round_ + 1 < ROUNDS:
+                    log.warning(f"{len(lost)} image(s) lost with a Ray worker or node; running them again")
+        self._lost(todo["index"], writer, counts)
+
+    def _stream(self, todo: dict, shared):
+        """The decode and segment stages over `todo` (index, path, stem columns), as a lazy Dataset."""
+        from ray.data import ActorPoolStrategy, TaskPoolStrategy
+
+        lo, hi = DECODE_ROWS
+        rows = min(hi, max(lo, len(todo["index"]) // (8 * self.actors)))
+        step = self.batch * -(-rows // self.batch)
+        ds = self.ray.data.from_arrow(self._tables(todo, step))
+        # Decoding asks for no CPU of its own: it rides on the actors' CPUs (a few per cent of the work),
+        # and an actor restarted onto a node's last CPU can never starve it.
+        ds = self._map_batches(ds, decode_batch, batch_size=None, num_cpus=0, max_retries=TASK_RETRIES,
+                               compute=TaskPoolStrategy(size=max(2, self.actors)), fn_kwargs={"export": str(self.export)})
+        return self._map_batches(
+            ds, SegmentActor, batch_size=self.batch, num_cpus=self.threads,
+            compute=ActorPoolStrategy(min_size=1, max_size=self.actors, initial_size=self.actors),
+            fn_constructor_kwargs={"export": str(self.export), "vocabulary": shared, "out": str(self.out),
+                                   "overlays": self.overlays, "threads": self.threads, "backend": self.backend,
+                                   "batch": self.batch, "key": self.key},
+            max_restarts=ACTOR_RESTARTS, max_task_retries=TASK_RETRIES)
+
+    def _lost(self, lost: list[int], writer, counts: dict) -> None:
+        """Images whose batch failed every retry (Ray dropped it): error rows, so every input has one."""
+        import pyarrow as pa
+
+        n = len(lost)
+        msg = f"lost with a Ray worker {ROUNDS} times (each run of its batch died); see the Ray logs"
+        writer.write_table(pa.table({
+            "index": pa.array(lost, pa.int64()), "path": pa.array([str(self.paths[i]) for i in lost], pa.string()),
+            "status": pa.array(["error"] * n, pa.string()), "classes": pa.nulls(n, pa.string()),
+            "height": pa.nulls(n, pa.int32()), "width": pa.nulls(n, pa.int32()),
+            "decode_s": pa.nulls(n, pa.float64()), "segment_s": pa.nulls(n, pa.float64()),
+            "write_s": pa.nulls(n, pa.float64()), "batch": pa.nulls(n, pa.int32()),
+            "error": pa.array([msg] * n, pa.string())}).cast(writer.schema))
+        counts["error"] += n
+
+
+def read_results(out) -> list[dict]:
+    """results.parquet as a list of rows, in input order (for tests and small jobs)."""
+    import pyarrow.parquet as pq
+
+    rows = pq.read_table(Path(out) / RESULTS).to_pylist()
+    for r in rows:
+        r["classes"] = json.loads(r["classes"]) if r["classes"] else None
+    return sorted(rows, key=lambda r: r["index"])
