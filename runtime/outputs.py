@@ -86,7 +86,7 @@ def plan_folder(out: Path, replaceable=lambda folder: False) -> None:
         raise OutputError(f"--out {out} is a file, not a folder")
     if out.is_dir() and any(out.iterdir()) and not replaceable(out):
         raise OutputError(f"{out} exists, holds files and is not sanrt's to replace; it is left alone: choose another --out")
-    _probe_writable(out.parent, out)  # the folder is built beside `out`
+    probe_writable(out.parent, out)  # the folder is built beside `out`
 
 
 def build_folder(out: Path, build, replaceable=lambda folder: False):
@@ -152,10 +152,10 @@ def check_replaceable(paths, out_dir: Path) -> None:
     for p in paths:
         if p.is_dir() or (p.exists() and not written_by_sanrt(p)):
             raise OutputError(f"{p} exists and was not written by sanrt; it is left alone: choose another --out or move it")
-    _probe_writable(out_dir, out_dir)
+    probe_writable(out_dir, out_dir)
 
 
-def _probe_writable(folder: Path, named: Path) -> None:
+def probe_writable(folder: Path, named: Path) -> None:
     """Make `folder` and write a file into it (then remove it): OutputError naming `named` if not."""
     try:
         folder.mkdir(parents=True, exist_ok=True)

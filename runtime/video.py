@@ -36,7 +36,7 @@ import numpy as np
 from PIL import Image
 
 from .errors import OutputError, VideoError
-from .outputs import MARK, build_folder, lock_folder, new_file_mode, save_png, written_by_sanrt
+from .outputs import MARK, build_folder, lock_folder, new_file_mode, probe_writable, save_png, written_by_sanrt
 from .visualize import label_png, overlay
 
 TIMEOUT_S = 10.0  # opening a source, and each read from it
@@ -120,7 +120,7 @@ class VideoSource:
         av = _av()
         s = self.stream
         s.thread_type = "AUTO"
-        packets, last_end, prev_end, flushing = 0, None, None, False
+        packets, last_end, prev_end, prev_t, flushing = 0, None, None, 0.0, False
         try:
             for packet in self.container.demux(s):
                 if packet.size:
@@ -308,13 +308,7 @@ def plan_video(out_dir, stem: str, save_labels: bool, source=None) -> int:
             raise OutputError(f"{p} is the input video; choose another --out")
         if p.is_dir() or (p.exists() and not _sanrts(p)):
             raise OutputError(f"{p} exists and was not written by sanrt; it is left alone: choose another --out or move it")
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".sanrt-probe.", dir=out_dir)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as e:
-        raise OutputError(f"cannot write to {out_dir}: {e.strerror or e}") from None
+    probe_writable(out_dir, out_dir)
     return lock_folder(out_dir, f"another sanrt run is writing into {out_dir}; wait for it or choose another --out")
 
 

@@ -147,8 +147,6 @@ class TritonServer:
 
 
 def _serve(argv) -> int:
-    import argparse
-
     ap = cli.ArgumentParser(prog="python -m sanrt.serving.server",
                                  description="Serve a repository (export/to_triton.py) on 127.0.0.1 until Ctrl-C or SIGTERM.")
     ap.add_argument("repo", type=Path)
