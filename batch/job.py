@@ -19,18 +19,12 @@ from pathlib import Path
 
 def parse_args(argv):
     from sanrt.runtime import cli
-    from sanrt.runtime.datasets import DATASETS
 
     ap = cli.ArgumentParser(prog="sanrt-batch", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     cli.add_export_argument(ap, required=True)
     ap.add_argument("--images", required=True, nargs="+", metavar="SRC",
                     help="a folder, glob, image, text file of paths or Parquet file with a 'path' column")
-    vocab = ap.add_mutually_exclusive_group(required=True)
-    vocab.add_argument("--vocab", help='comma-separated class names, e.g. "cat,sofa,floor"')
-    vocab.add_argument("--vocab-file", type=Path, help="one class name a line")
-    vocab.add_argument("--dataset", help=f"built-in vocabulary: {', '.join(DATASETS)}")
-    ap.add_argument("--expand", default="none", choices=["none", "coco-all", "coco-stuff"],
-                    help="vocabulary expansion as infer.py's (default none)")
+    cli.add_vocabulary_arguments(ap)
     ap.add_argument("--out", required=True, type=Path, help="output folder (on a cluster: one every node sees)")
     ap.add_argument("--address", default="local",
                     help="local (a private Ray instance on this machine, the default), auto (the running cluster "
@@ -47,16 +41,10 @@ def parse_args(argv):
 
 
 def run(args) -> int:
-    from sanrt.runtime import check_vocabulary, dataset_vocabulary, read_vocabulary_file
-
     from sanrt.batch.pipeline import segment_dataset
+    from sanrt.runtime import cli
 
-    if args.vocab is not None:
-        names = check_vocabulary(args.vocab.split(","))
-    elif args.vocab_file is not None:
-        names = read_vocabulary_file(args.vocab_file)
-    else:
-        names = dataset_vocabulary(args.dataset)
+    names = cli.vocabulary_names(args)
     s = segment_dataset(args.export, args.images, names, args.out, expand=args.expand, address=args.address,
                         actors=args.actors, threads_per_actor=args.threads_per_actor, batch=args.batch,
                         overlays=args.overlays, force=args.force, backend=args.backend, verbose=args.verbose)

@@ -56,3 +56,28 @@ def add_export_argument(ap: argparse.ArgumentParser, **kwargs) -> None:
     export or a TensorRT engine folder). --engine and --onnx, the older spellings, still work."""
     kwargs.setdefault("help", "an sanrt export folder (export/to_onnx.py)")
     ap.add_argument("--export", "--engine", "--onnx", dest="export", type=Path, action=_ExportOption, **kwargs)
+
+
+def add_vocabulary_arguments(ap: argparse.ArgumentParser) -> None:
+    """The vocabulary, as every tool that segments takes it: one of --vocab, --vocab-file, --dataset,
+    and --expand (read back with vocabulary_names)."""
+    from sanrt.runtime.datasets import DATASETS, EXPANSIONS
+
+    vocab = ap.add_mutually_exclusive_group(required=True)
+    vocab.add_argument("--vocab", help='comma-separated class names, e.g. "cat,sofa,floor"')
+    vocab.add_argument("--vocab-file", type=Path, help="one class name a line")
+    vocab.add_argument("--dataset", help=f"built-in vocabulary: {', '.join(DATASETS)}")
+    ap.add_argument("--expand", default="none", choices=["none", *EXPANSIONS],
+                    help="vocabulary expansion as SAN's demo: distractor names (COCO-Stuff's 171 classes or its 91 stuff "
+                         "classes) whose pixels are labelled K, 'other' (default none)")
+
+
+def vocabulary_names(args) -> list[str]:
+    """The class names add_vocabulary_arguments' options name, checked (VocabularyError otherwise)."""
+    from sanrt.runtime import check_vocabulary, dataset_vocabulary, read_vocabulary_file
+
+    if args.vocab is not None:
+        return check_vocabulary(args.vocab.split(","))
+    if args.vocab_file is not None:
+        return read_vocabulary_file(args.vocab_file)
+    return dataset_vocabulary(args.dataset)

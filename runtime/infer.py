@@ -25,7 +25,6 @@ from pathlib import Path
 def parse_args(argv):
     from sanrt.runtime import cli
     from sanrt.runtime.backends import PATHS
-    from sanrt.runtime.datasets import DATASETS
 
     precisions = "; ".join(f"{b} {'|'.join(dict.fromkeys(p.precision for p in PATHS if p.backend == b))}"
                            for b in ("onnxruntime", "openvino"))
@@ -36,13 +35,7 @@ def parse_args(argv):
     source = ap.add_mutually_exclusive_group(required=True)
     source.add_argument("--image", nargs="+", help="image files, folders or globs")
     source.add_argument("--video", help="a video file, an RTSP/HTTP(S) URL or a capture device (/dev/video0)")
-    vocab = ap.add_mutually_exclusive_group(required=True)
-    vocab.add_argument("--vocab", help='comma-separated class names, e.g. "cat,sofa,floor"')
-    vocab.add_argument("--vocab-file", type=Path, help="one class name a line")
-    vocab.add_argument("--dataset", help=f"built-in vocabulary: {', '.join(DATASETS)}")
-    ap.add_argument("--expand", default="none", choices=["none", "coco-all", "coco-stuff"],
-                    help="vocabulary expansion as SAN's demo: distractor names (COCO-Stuff's 171 classes or its 91 stuff "
-                         "classes) whose pixels are labelled K, 'other' (default none)")
+    cli.add_vocabulary_arguments(ap)
     ap.add_argument("--out", type=Path, default=Path("out/infer"), help="output folder (default out/infer)")
     ap.add_argument("--backend", default="auto",
                     help="auto (the fastest path benchmarks/fps.py verified on this machine), onnxruntime or openvino")
@@ -87,16 +80,6 @@ def _positive(value: str) -> int:
     return n
 
 
-def _names(args) -> list[str]:
-    from sanrt.runtime import check_vocabulary, dataset_vocabulary, read_vocabulary_file
-
-    if args.vocab is not None:
-        return check_vocabulary(args.vocab.split(","))
-    if args.vocab_file is not None:
-        return read_vocabulary_file(args.vocab_file)
-    return dataset_vocabulary(args.dataset)
-
-
 def _segmenter(args, names):
     """The Segmenter, with the vocabulary's size checked against the export (distractors counted)."""
     from sanrt.runtime import Segmenter
@@ -129,11 +112,10 @@ def run(args) -> int:
         return run_video(args)
     from tqdm import tqdm
 
-    from sanrt.runtime import SegmentationWriter, expand_image_args, load_image
-
-    names = _names(args)
+    from sanrt.runtime import SegmentationWriter, cli, expand_image_args, load_image
     from sanrt.runtime.outputs import written_by_sanrt
 
+    names = cli.vocabulary_names(args)
     paths = expand_image_args(args.image, skip=written_by_sanrt)  # re-running into the input folder works
     seg = _segmenter(args, names)
     # Every input is checked whole before anything is written: each image decoded once here (a file
@@ -175,10 +157,11 @@ def run_video(args) -> int:
     outputs are finished (the mp4 plays) on Ctrl-C / SIGTERM and on a source that ends early."""
     import os
 
+    from sanrt.runtime import cli
     from sanrt.runtime.errors import VideoError
     from sanrt.runtime.video import open_video, plan_video, segment_video, shown, source_stem
 
-    names = _names(args)
+    names = cli.vocabulary_names(args)
     options = {}
     for opt in args.video_option:
         key, eq, value = opt.partition("=")

@@ -286,7 +286,7 @@ def test_sigterm_mid_job_is_one_line_and_leaves_files_whole(tiny_export, photos,
 
 def test_no_cluster_at_the_address_is_one_line_in_bounded_time(tiny_export, photos, tmp_path):
     t0 = time.monotonic()
-    p = subprocess.run([sys.executable, "-m", "sanrt.batch.job", "--export", str(tiny_export), "--images",
+    p = subprocess.run([sys.executable, "-m", "sanrt.batch", "--export", str(tiny_export), "--images",
                         str(photos[0]), "--vocab", "cat", "--out", str(tmp_path / "out"), "--address", "127.0.0.1:1"],
                        capture_output=True, text=True, timeout=60)
     assert time.monotonic() - t0 < 30
