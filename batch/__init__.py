@@ -9,11 +9,12 @@ Its stages are plain functions of Arrow tables and one actor class (`plan_batch`
 
 The folder's contract: torch-free; it imports sanrt.runtime and itself only (plus Ray and pyarrow,
 the `batch` extra), and nothing imports it but the benchmarks. job.py is the command line,
-pipeline.py the job, stages.py what runs on the cluster, sources.py what --images names.
+pipeline.py the job, stages.py what runs on the cluster, sources.py what --images names,
+folder.py the output folder's names and checks.
 """
 from .pipeline import ClusterError, Summary, make_vocabulary, read_results, segment_dataset
-from .sources import image_paths
+from .sources import ImageList, image_paths
 from .stages import DECODED_SCHEMA, RESULT_SCHEMA, SegmentActor, SharedVocabulary, decode_batch, plan_batch
 
 __all__ = ["segment_dataset", "Summary", "ClusterError", "SegmentActor", "SharedVocabulary", "decode_batch",
-           "plan_batch", "make_vocabulary", "read_results", "image_paths", "RESULT_SCHEMA", "DECODED_SCHEMA"]
+           "plan_batch", "make_vocabulary", "read_results", "ImageList", "image_paths", "RESULT_SCHEMA", "DECODED_SCHEMA"]

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import secrets
 import socket
 import sys
@@ -27,12 +26,13 @@ from pathlib import Path
 
 from sanrt.runtime.errors import OutputError, RangeError, SanrtError
 from sanrt.runtime.manifest import Manifest
-from sanrt.runtime.outputs import MARK, check_replaceable, lock_folder, write_atomic
+from sanrt.runtime.outputs import MARK, lock_folder, write_atomic
 
-from .sources import check_stems, image_paths
-from .stages import RESULT_SCHEMA, SUFFIXES, SegmentActor, SharedVocabulary, decode_batch, made_with, plan_batch
+from . import folder
+from .folder import RESULTS, Listing
+from .sources import ImageList
+from .stages import RESULT_SCHEMA, SegmentActor, SharedVocabulary, decode_batch, made_with, plan_batch
 
-RESULTS = "results.parquet"
 PLAN_ROWS = 256  # images per planning task: each checks files, no pixels
 # images per decoding task (a whole number of actor batches): enough tasks to keep every actor fed,
 # few enough blocks for the driver to track, each block's pixels a few tens of MB at most
@@ -274,70 +274,6 @@ class _RowGroups:
             self.pending, self.rows = [], 0
 
 
-def _check_out(out: Path, stems: list[str], paths: list[Path], overlays: bool) -> None:
-    """SegmentationWriter.plan's checks that need no per-image file access (the plan stage does those,
-    on the cluster): plain names that fit the file system, no input among the outputs, a folder that
-    can be written, and results.parquet free to replace."""
-    bad = next((s for s in stems if not s or s in (".", "..") or "/" in s or "\x00" in s), None)
-    if bad is not None:
-        raise OutputError(f"{bad!r} is not a plain file name: outputs stay inside {out}")
-    check_replaceable([], out)  # out is not a file, can be made and written
-    name_max = os.pathconf(out, "PC_NAME_MAX")
-    longest = max(stems, key=lambda s: len(os.fsencode(s)))
-    if len(os.fsencode(longest + "_overlay.png")) + 16 > name_max:  # with write_atomic's temporary suffix
-        raise OutputError(f"the output name {longest[:40]}... is too long for the file system ({name_max} bytes); "
-                          "rename the image")
-    here, parents, wanted = out.resolve(), {}, set(stems)
-    for p in paths:
-        parent = parents.setdefault(p.parent, p.parent.resolve())
-        if parent == here and _stem_of(p.name, overlays) in wanted:
-            raise OutputError(f"{out / p.name} is one of the input images; choose another --out")
-    results = out / RESULTS
-    if results.is_dir() or (results.exists() and not _ours(results)):
-        raise OutputError(f"{results} exists and was not written by sanrt; it is left alone: choose another --out "
-                          "or move it")
-
-
-def _stem_of(name: str, overlays: bool = True) -> str | None:
-    for s in SUFFIXES:
-        if name.endswith(s) and (overlays or s != "_overlay.png"):
-            return name[: -len(s)]
-    return None
-
-
-def _ours(path: Path) -> bool:
-    """results.parquet carries sanrt's mark in its schema metadata."""
-    try:
-        import pyarrow.parquet as pq
-
-        meta = pq.read_schema(path).metadata or {}
-        return meta.get(b"written_by") == b"sanrt"
-    except (OSError, ValueError):
-        return False
-
-
-_TEMP = re.compile(r"^\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp$")  # write_atomic's temporary files (mkstemp names)
-
-
-def sweep(out: Path, stems: set[str]) -> int:
-    """Remove the temporary files a killed worker left beside this job's outputs (write_atomic removes
-    its own otherwise); nothing else in the folder is touched. Returns how many."""
-    removed = 0
-    try:
-        entries = list(os.scandir(out))
-    except OSError:
-        return 0
-    for e in entries:
-        m = _TEMP.match(e.name)
-        if m and (m["name"] == RESULTS or _stem_of(m["name"]) in stems) and e.is_file(follow_symlinks=False):
-            try:
-                os.unlink(e.path)
-                removed += 1
-            except OSError:
-                pass
-    return removed
-
-
 def default_threads(num_cpus: float, largest_node: float, actors: int) -> int:
     """Threads per actor when not given: the CPUs shared out among the actors, within one node."""
     return max(1, int(min(largest_node, num_cpus // actors)))
@@ -376,32 +312,30 @@ def segment_dataset(export, images, names, out, *, expand=None, address: str = "
     _check_options(actors, threads_per_actor, batch)
     export, out = Path(export), Path(out)
     Manifest.load(export, verify=False)  # a wrong folder fails now, before Ray starts
-    paths = image_paths(images)
-    stems = check_stems(paths)
-    _probe(address)
-    vocab, manifest, backend_line = make_vocabulary(export, names, expand, backend)
-    key = made_with(manifest, vocab)
+    images = ImageList(images)
     if progress is None:
         progress = sys.stderr.isatty() or verbose
-    about = (f"{len(vocab.names)} classes{f' + {len(vocab.distractors)} distractors' if vocab.distractors else ''}, "
-             f"text side {vocab.text_s:.2f} s{' (cached)' if vocab.cached else ''}; {backend_line}")
-
-    made_out, lock = not out.exists(), None
+    made_out, lock, listing = not out.exists(), None, None
     counts = {"ok": 0, "error": 0, "skipped": 0}
     timing = {"segment_s": 0.0, "driver_cpu_s": 0.0, "steady": []}
-    stem_set = set(stems)
     try:
-        _check_out(out, stems, paths, overlays)
+        listing = folder.check(images, out, overlays)  # every name, before Ray starts
+        _probe(address)
+        vocab, manifest, backend_line = make_vocabulary(export, names, expand, backend)
+        key = made_with(manifest, vocab)
+        about = (f"{len(vocab.names)} classes"
+                 f"{f' + {len(vocab.distractors)} distractors' if vocab.distractors else ''}, "
+                 f"text side {vocab.text_s:.2f} s{' (cached)' if vocab.cached else ''}; {backend_line}")
         lock = lock_folder(out, f"another sanrt run is writing into {out}; wait for it or choose another --out")
         local_cpus = max(os.cpu_count() or 1, actors * (threads_per_actor or 1))
         try:
             with _Ray(address, local_cpus, verbose) as ray:
-                sweep(out, stem_set)  # an earlier job's, killed
-                job = _Job(ray, export, vocab, key, out, paths, actors, threads_per_actor, batch, overlays, force,
+                folder.sweep(out, listing)  # an earlier job's, killed
+                job = _Job(ray, export, vocab, key, out, listing, actors, threads_per_actor, batch, overlays, force,
                            backend, verbose, progress, about)
                 write_atomic(out / RESULTS, lambda tmp: job.run(tmp, counts, timing))
         finally:
-            sweep(out, stem_set)  # this job's workers are gone: what a killed one left (interrupted too)
+            folder.sweep(out, listing)  # this job's workers are gone: what a killed one left (interrupted too)
     except SanrtError:
         raise
     except Exception as e:
@@ -427,31 +361,70 @@ def _steady(marks: list[tuple[float, int]]) -> float:
     return (marks[-1][0] - marks[0][0]) / (marks[-1][1] - marks[0][1])
 
 
-class _Job:
-    """One run of the stages (segment_dataset's arguments, checked)."""
+def _where(table, *, state: str):
+    """The plan rows in one state (a Ray Data filter)."""
+    import pyarrow.compute as pc
 
-    def __init__(self, ray, export, vocab, key, out, paths, actors, threads, batch, overlays, force, backend,
-                 verbose, progress, about):
-        self.ray, self.export, self.vocab, self.key, self.out, self.paths = ray, export, vocab, key, out, paths
+    return table.filter(pc.equal(table.column("state"), state))
+
+
+def _among(table, *, indices):
+    """The rows whose index is one of `indices` (a Ray Data filter: the images to run again)."""
+    import numpy as np
+
+    return table.filter(np.isin(table.column("index").to_numpy(), indices))
+
+
+def _skipped_rows(table):
+    """Plan rows of complete images -> their result rows."""
+    import pyarrow as pa
+
+    n = table.num_rows
+    return pa.table({
+        "index": table.column("index"), "path": table.column("path"), "status": pa.array(["skipped"] * n, pa.string()),
+        "classes": table.column("classes"), "height": table.column("height"), "width": table.column("width"),
+        **{c: pa.nulls(n, RESULT_SCHEMA.field(c).type) for c in ("decode_s", "segment_s", "write_s", "batch", "error")}})
+
+
+class _Job:
+    """One run of the stages (segment_dataset's arguments, checked). The driver holds no list of the
+    images: the listing goes into the object store a block at a time, the plan's rows stay there
+    (materialised: the plan must be whole before anything is written), and what the driver keeps of
+    each image is one byte, whether its result row is still to come."""
+
+    def __init__(self, ray, export, vocab, key, out, listing: Listing, actors, threads, batch, overlays, force,
+                 backend, verbose, progress, about):
+        self.ray, self.export, self.vocab, self.key, self.out = ray, export, vocab, key, out
+        self.listing = listing
         self.actors, self.batch, self.overlays, self.force, self.backend = actors, batch, overlays, force, backend
         self.verbose, self.progress, self.about = verbose, progress, about
         nodes = [n for n in ray.nodes() if n.get("Alive")]
         cpus = [n.get("Resources", {}).get("CPU", 0) for n in nodes] or [0]
         self.cluster = f"{len(nodes)} node(s), {sum(cpus):g} CPUs"
         self.threads = threads or default_threads(sum(cpus), max(cpus), actors)
+        self.pending = bytearray(listing.count)  # 1: an image whose result row is still to come
 
-    def _map_batches(self, ds, fn, **kwargs):
+    def _map_batches(self, ds, fn, same_rows: bool = True, **kwargs):
         with warnings.catch_warnings():
             # Ray 2.60 marks the retry arguments (max_retries, max_restarts, max_task_retries) deprecated
             # but names no replacement for them: its warning is not the user's to act on
             warnings.simplefilter("ignore", DeprecationWarning)
-            return ds.map_batches(fn, batch_format="pyarrow", udf_modifying_row_count=False, **kwargs)
+            return ds.map_batches(fn, batch_format="pyarrow", udf_modifying_row_count=not same_rows, **kwargs)
 
-    def _tables(self, rows: dict, step: int):
+    def _listing_blocks(self):
+        """The listing, PLAN_ROWS entries a block, into the object store as it is read."""
         import pyarrow as pa
 
-        table = pa.table(rows)
-        return [table.slice(i, step) for i in range(0, table.num_rows, step)] or [table]
+        refs, index, paths = [], [], []
+        for i, p in self.listing.entries():
+            index.append(i)
+            paths.append(p)
+            if len(index) == PLAN_ROWS:
+                refs.append(self.ray.put(pa.table({"index": pa.array(index, pa.int64()), "path": paths})))
+                index, paths = [], []
+        if index:
+            refs.append(self.ray.put(pa.table({"index": pa.array(index, pa.int64()), "path": paths})))
+        return refs
 
     def run(self, tmp: Path, counts: dict, timing: dict) -> None:
         import pyarrow.parquet as pq
@@ -460,70 +433,62 @@ class _Job:
         cpu0 = time.process_time()
         with pq.ParquetWriter(tmp, schema) as parquet, _data_context(self.verbose):
             writer = _RowGroups(parquet)
-            todo = self._plan(writer, counts)
+            planned, todo = self._plan(writer, counts)
             # said once the job is sure to run: a job refused (a foreign file) prints its error line only
-            print(f"{len(self.paths)} image(s): {len(todo['index'])} to segment, {counts['skipped']} complete; "
+            print(f"{self.listing.unique} image(s): {todo} to segment, {counts['skipped']} complete; "
                   f"{self.about}; Ray: {self.cluster}, {self.actors} actor(s) x {self.threads} thread(s)",
                   file=sys.stderr)
-            if todo["index"]:
+            if todo:
                 t0 = time.perf_counter()
-                self._segment(todo, writer, counts, timing["steady"])
+                self._segment(planned, todo, writer, counts, timing["steady"])
                 timing["segment_s"] = time.perf_counter() - t0
             writer.flush()
         timing["driver_cpu_s"] = time.process_time() - cpu0
 
-    def _plan(self, writer, counts: dict) -> dict:
-        """Run the plan stage; write the skipped rows; return the images to do, sorted by padded size."""
-        import pyarrow as pa
-
-        ray = self.ray
-        ds = ray.data.from_arrow(self._tables({"index": list(range(len(self.paths))),
-                                               "path": [str(p) for p in self.paths]}, PLAN_ROWS))
-        ds = self._map_batches(ds, plan_batch, batch_size=None, max_retries=TASK_RETRIES,
-                               fn_kwargs={"out": str(self.out), "overlays": self.overlays, "key": self.key,
-                                          "export": str(self.export), "force": self.force})
-        todo = []
-        for t in ds.iter_batches(batch_format="pyarrow", batch_size=None):
+    def _plan(self, writer, counts: dict):
+        """Run the plan stage whole; write the skipped rows; -> (the plan's rows, kept in the object
+        store; how many images to do)."""
+        ds = self.ray.data.from_arrow_refs(self._listing_blocks())
+        planned = self._map_batches(ds, plan_batch, batch_size=None, max_retries=TASK_RETRIES,
+                                    fn_kwargs={"out": str(self.out), "overlays": self.overlays, "key": self.key,
+                                               "export": str(self.export), "force": self.force}).materialize()
+        todo = 0
+        for t in planned.iter_batches(batch_format="pyarrow", batch_size=None):
             state = t.column("state").to_pylist()
             if "foreign" in state:
                 raise OutputError(t.column("error")[state.index("foreign")].as_py())
             if "skipped" in state:
-                import pyarrow.compute as pc
-
-                s = t.filter(pc.equal(t.column("state"), "skipped"))
-                writer.write_table(pa.table({
-                    "index": s.column("index"), "path": s.column("path"),
-                    "status": pa.array(["skipped"] * s.num_rows, pa.string()), "classes": s.column("classes"),
-                    "height": s.column("height"), "width": s.column("width"),
-                    **{c: pa.nulls(s.num_rows, RESULT_SCHEMA.field(c).type)
-                       for c in ("decode_s", "segment_s", "write_s", "batch", "error")}}).select(RESULT_SCHEMA.names)
-                    .cast(writer.schema))
+                s = _skipped_rows(_where(t, state="skipped"))
+                writer.write_table(s.select(RESULT_SCHEMA.names).cast(writer.schema))
                 counts["skipped"] += s.num_rows
-            for i, p, st, k, stem in zip(t.column("index").to_pylist(), t.column("path").to_pylist(), state,
-                                         t.column("key").to_pylist(), t.column("stem").to_pylist()):
+            for i, st in zip(t.column("index").to_numpy(), state):
                 if st == "todo":
-                    todo.append((k, i, p, stem))
-        todo.sort()  # by padded size: consecutive images share actor batches and encode_images batches
-        return {"index": [t[1] for t in todo], "path": [t[2] for t in todo], "stem": [t[3] for t in todo]}
+                    self.pending[i] = 1
+                    todo += 1
+        return planned, todo
 
-    def _segment(self, todo: dict, writer, counts: dict, marks: list) -> None:
-        """Decode and segment `todo`, streaming result rows into `writer`. Images whose rows never came
-        (their batch was dropped after Ray's own retries: a node lost, a worker killed) run again in
-        a fresh actor pool, up to ROUNDS times in all."""
+    def _segment(self, planned, todo: int, writer, counts: dict, marks: list) -> None:
+        """Decode and segment the images to do, streaming result rows into `writer`. Images whose rows
+        never came (their batch was dropped after Ray's own retries: a node lost, a worker killed) run
+        again in a fresh actor pool, up to ROUNDS times in all."""
+        import numpy as np
         from tqdm import tqdm
 
         shared = SharedVocabulary(self.vocab)  # once into the object store; every actor reads that copy
-        seen, done = bytearray(len(self.paths)), 0
-        with tqdm(total=len(todo["index"]), desc="segmenting", unit="img", file=sys.stderr,
-                  disable=not self.progress) as bar:
+        # sorted by padded size, so that consecutive images share actor batches and encode_images batches;
+        # sorted whole before the actors start (they would hold the CPUs the sort's tasks wait for)
+        rows = self._map_batches(planned, _where, same_rows=False, fn_kwargs={"state": "todo"}).sort("key").materialize()
+        done, n = 0, todo
+        with tqdm(total=todo, desc="segmenting", unit="img", file=sys.stderr, disable=not self.progress) as bar:
             for round_ in range(ROUNDS):
-                for t in self._stream(todo, shared).iter_batches(batch_format="pyarrow", batch_size=None):
+                for t in self._stream(rows, n, shared).iter_batches(batch_format="pyarrow", batch_size=None):
                     t = t.select(RESULT_SCHEMA.names).cast(writer.schema)
-                    fresh = [k for k, i in enumerate(t.column("index").to_pylist()) if not seen[i]]
+                    index = t.column("index").to_numpy()
+                    fresh = [k for k, i in enumerate(index) if self.pending[i]]
                     if len(fresh) < t.num_rows:  # a retried batch whose first run's rows did come
-                        t = t.take(fresh)
-                    for i in t.column("index").to_pylist():
-                        seen[i] = 1
+                        t, index = t.take(fresh), index[fresh]
+                    for i in index:
+                        self.pending[i] = 0
                     writer.write_table(t)
                     status = t.column("status").to_pylist()
                     counts["ok"] += status.count("ok")
@@ -531,25 +496,24 @@ class _Job:
                     bar.update(t.num_rows)
                     done += t.num_rows
                     marks.append((time.process_time(), done))
-                lost = [k for k, i in enumerate(todo["index"]) if not seen[i]]
-                if not lost:
+                lost = np.flatnonzero(np.frombuffer(self.pending, np.uint8))
+                if not len(lost):
                     return
-                todo = {c: [v[k] for k in lost] for c, v in todo.items()}
+                n = len(lost)
+                rows = self._map_batches(rows, _among, same_rows=False, num_cpus=0, fn_kwargs={"indices": lost})
                 if round_ + 1 < ROUNDS:
-                    log.warning(f"{len(lost)} image(s) lost with a Ray worker or node; running them again")
-        self._lost(todo["index"], writer, counts)
+                    log.warning(f"{n} image(s) lost with a Ray worker or node; running them again")
+        self._lost(rows, writer, counts)
 
-    def _stream(self, todo: dict, shared):
-        """The decode and segment stages over `todo` (index, path, stem columns), as a lazy Dataset."""
+    def _stream(self, rows, n: int, shared):
+        """The decode and segment stages over `rows` (n plan rows), as a lazy Dataset."""
         from ray.data import ActorPoolStrategy, TaskPoolStrategy
 
         lo, hi = DECODE_ROWS
-        rows = min(hi, max(lo, len(todo["index"]) // (8 * self.actors)))
-        step = self.batch * -(-rows // self.batch)
-        ds = self.ray.data.from_arrow(self._tables(todo, step))
+        step = self.batch * -(-min(hi, max(lo, n // (8 * self.actors))) // self.batch)
         # Decoding asks for no CPU of its own: it rides on the actors' CPUs (a few per cent of the work),
         # and an actor restarted onto a node's last CPU can never starve it.
-        ds = self._map_batches(ds, decode_batch, batch_size=None, num_cpus=0, max_retries=TASK_RETRIES,
+        ds = self._map_batches(rows, decode_batch, batch_size=step, num_cpus=0, max_retries=TASK_RETRIES,
                                compute=TaskPoolStrategy(size=max(2, self.actors)), fn_kwargs={"export": str(self.export)})
         return self._map_batches(
             ds, SegmentActor, batch_size=self.batch, num_cpus=self.threads,
@@ -559,20 +523,20 @@ class _Job:
                                    "batch": self.batch, "key": self.key},
             max_restarts=ACTOR_RESTARTS, max_task_retries=TASK_RETRIES)
 
-    def _lost(self, lost: list[int], writer, counts: dict) -> None:
+    def _lost(self, rows, writer, counts: dict) -> None:
         """Images whose batch failed every retry (Ray dropped it): error rows, so every input has one."""
         import pyarrow as pa
 
-        n = len(lost)
         msg = f"lost with a Ray worker {ROUNDS} times (each run of its batch died); see the Ray logs"
-        writer.write_table(pa.table({
-            "index": pa.array(lost, pa.int64()), "path": pa.array([str(self.paths[i]) for i in lost], pa.string()),
-            "status": pa.array(["error"] * n, pa.string()), "classes": pa.nulls(n, pa.string()),
-            "height": pa.nulls(n, pa.int32()), "width": pa.nulls(n, pa.int32()),
-            "decode_s": pa.nulls(n, pa.float64()), "segment_s": pa.nulls(n, pa.float64()),
-            "write_s": pa.nulls(n, pa.float64()), "batch": pa.nulls(n, pa.int32()),
-            "error": pa.array([msg] * n, pa.string())}).cast(writer.schema))
-        counts["error"] += n
+        for t in rows.iter_batches(batch_format="pyarrow", batch_size=None):
+            n = t.num_rows
+            writer.write_table(pa.table({
+                "index": t.column("index"), "path": t.column("path"), "status": pa.array(["error"] * n, pa.string()),
+                "classes": pa.nulls(n, pa.string()), "height": pa.nulls(n, pa.int32()), "width": pa.nulls(n, pa.int32()),
+                "decode_s": pa.nulls(n, pa.float64()), "segment_s": pa.nulls(n, pa.float64()),
+                "write_s": pa.nulls(n, pa.float64()), "batch": pa.nulls(n, pa.int32()),
+                "error": pa.array([msg] * n, pa.string())}).cast(writer.schema))
+            counts["error"] += n
 
 
 def read_results(out) -> list[dict]:

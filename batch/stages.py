@@ -24,12 +24,13 @@ import pyarrow as pa
 from PIL import Image
 
 from sanrt.runtime.errors import SanrtError
-from sanrt.runtime.images import load_image
+from sanrt.runtime.images import decode_image, load_image
 from sanrt.runtime.manifest import Manifest
 from sanrt.runtime.outputs import SegmentationWriter, written_by_sanrt
 from sanrt.runtime.segmenter import Segmenter
 
-SUFFIXES = ("_labels.png", "_overlay.png", ".json")  # SegmentationWriter.names, in its order
+from .folder import output_files
+from .sources import is_uri, open_image, read_image_bytes, stem
 PLAN_SCHEMA = pa.schema([
     ("index", pa.int64()), ("path", pa.string()), ("stem", pa.string()),
     ("state", pa.string()),  # todo | skipped | foreign
@@ -96,10 +97,6 @@ def _indices(table: pa.Table) -> list:
     return list(range(table.num_rows))
 
 
-def output_files(out: Path, stem: str, overlays: bool) -> list[Path]:
-    return [out / f"{stem}{s}" for s in SUFFIXES if overlays or s != "_overlay.png"]
-
-
 def complete(files: list[Path], image: str, key: str) -> dict | None:
     """The JSON of an image whose files are all there, whole and this job's (same image, export and
     vocabulary), else None: missing, damaged or stale files are recomputed."""
@@ -123,7 +120,7 @@ def complete(files: list[Path], image: str, key: str) -> dict | None:
 
 def _header_size(path: str) -> tuple[int, int]:
     """(h, w) as load_image will decode it (EXIF orientation applied), from the header only."""
-    with Image.open(path) as im:
+    with open_image(path) as f, Image.open(f) as im:
         w, h = im.size
         if im.getexif().get(0x0112, 1) in (5, 6, 7, 8):  # rotated a quarter turn
             w, h = h, w
@@ -135,9 +132,9 @@ def plan_batch(table: pa.Table, *, out: str, overlays: bool, key: str, export: s
     out, sizes = Path(out), _sizes(str(export))
     cols = {f.name: [] for f in PLAN_SCHEMA}
     for i, path in zip(_indices(table), table.column("path").to_pylist()):
-        stem = Path(path).stem
-        files = output_files(out, stem, overlays)
-        row = dict(index=i, path=path, stem=stem, state="todo", error=None, classes=None, height=None, width=None, key="")
+        name = stem(path)
+        files = output_files(out, name, overlays)
+        row = dict(index=i, path=path, stem=name, state="todo", error=None, classes=None, height=None, width=None, key="")
         # the rule of SegmentationWriter.plan: a name may be replaced only when sanrt wrote it
         foreign = next((f for f in files if f.is_dir() or (f.exists() and not written_by_sanrt(f))), None)
         done = None if force or foreign else complete(files, path, key)
@@ -164,12 +161,12 @@ def decode_batch(table: pa.Table, *, export: str) -> pa.Table:
     paths = table.column("path").to_pylist()
     stems = _column(table, "stem")
     cols = {f.name: [] for f in DECODED_SCHEMA}
-    for i, path, stem in zip(_indices(table), paths, stems):
+    for i, path, name in zip(_indices(table), paths, stems):
         t0 = time.perf_counter()
-        row = dict(index=i, path=path, stem=stem or Path(path).stem, status="ok", error=None, height=None, width=None,
+        row = dict(index=i, path=path, stem=name or stem(path), status="ok", error=None, height=None, width=None,
                    key="", pixels=b"")
         try:
-            img = load_image(path)
+            img = decode_image(read_image_bytes(path), path) if is_uri(path) else load_image(path)
             row.update(height=img.shape[0], width=img.shape[1])
             row.update(key=_key(sizes, *img.shape[:2]), pixels=img.tobytes())
         except SanrtError as e:
@@ -231,7 +228,7 @@ class SegmentActor:
         status, errors = table.column("status").to_pylist(), table.column("error").to_pylist()
         hs, ws = table.column("height").to_pylist(), table.column("width").to_pylist()
         keys, paths = table.column("key").to_pylist(), table.column("path").to_pylist()
-        stems = [s or Path(p).stem for s, p in zip(_column(table, "stem"), paths)]
+        stems = [s or stem(p) for s, p in zip(_column(table, "stem"), paths)]
         pixels = table.column("pixels").combine_chunks()
         rows = [dict(index=i, path=p, status=s, classes=None, height=h, width=w, decode_s=d, segment_s=None,
                      write_s=None, batch=None, error=e, labels_png=None)

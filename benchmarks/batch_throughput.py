@@ -230,7 +230,8 @@ def to_markdown(rep: dict) -> str:
               "| shared FS ops/s | shared FS MB/s |",
               "|---|---|---|---|---|---|---|"]
     for r in sc["nodes"]:
-        lines.append(f"| {r['nodes']} | {r['images_per_s']:.0f} | {100 * r['driver_cpu_share']:.0f}% | "
+        driver = f"{100 * r['driver_cpu_share']:.0f}%" if a["driver_cpu_s_per_image"] else "not measured"
+        lines.append(f"| {r['nodes']} | {r['images_per_s']:.0f} | {driver} | "
                      f"{r['object_store_MB_per_s_per_node']:.1f} | {r['decode_cores_per_node']:.2f} | "
                      f"{r['shared_fs_file_ops_per_s']:.0f} | {r['shared_fs_MB_per_s']:.0f} |")
     c = rep["ceiling"]
@@ -238,7 +239,9 @@ def to_markdown(rep: dict) -> str:
               f"reaching the model, 1 actor, batch {rep['batch']}): {c['stage_images_per_s']:.0f} images/s through the "
               f"decode and segment stages on this machine's 2 cores, the driver {c['driver_cpu_ms_per_image']:.2f} ms of "
               f"CPU per image there ({c['job_driver_cpu_ms_per_image']:.2f} ms over the whole job, planning included): "
-              f"one driver keeps up with about {a['driver_bound_images_per_s']:.0f} images/s. In a real job at about "
+              + (f"one driver keeps up with about {a['driver_bound_images_per_s']:.0f} images/s" if a["driver_bound_images_per_s"]
+                 else "too few result batches to time the driver apart from its start (more --ceiling-images)")
+              + ". In a real job at about "
               "1 image/s the driver's CPU is mostly Ray's polling, a cost per second: "
               + "; ".join(f"{r['config']}: {r['driver_steady_cpu_ms_per_image']:.1f} ms per image" for r in rep["ray"]) + "."]
     per_node = sc["nodes"][0]["object_store_MB_per_s_per_node"]

@@ -221,7 +221,7 @@ def test_every_source_kind_reruns_and_damage(tiny_export, photos, reference, clu
     pq.write_table(pa.table({"path": [str(p) for p in photos], "other": list(range(len(photos)))}), table)
     glob = str(folder / "photo*.png")
     for src in (folder, glob, listing, table):
-        assert image_paths(src) == photos, src
+        assert image_paths(src) == [str(p) for p in photos], src
 
     out = tmp_path / "out"
     err = _job(tiny_export, table, out, cluster)
@@ -248,6 +248,35 @@ def test_every_source_kind_reruns_and_damage(tiny_export, photos, reference, clu
     assert err.strip().splitlines()[-1].startswith("3 ok, 0 error, 0 skipped"), err
     _assert_equal_labels(out, reference)
     _no_temporary_files(out)
+
+
+def test_images_on_a_pyarrow_file_system(tiny_export, photos, reference, cluster, tmp_path):
+    """--images as a URI (file://, read through pyarrow's file system as s3:// or gs:// would be): a
+    Parquet list at a URI, its relative entries resolved beside it; the same answers, the URIs recorded;
+    a rerun skips them. A scheme pyarrow lacks is one error line, before the cluster is looked for."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    shared = tmp_path / "bucket dir"  # a space: URIs spell it %20
+    shared.mkdir()
+    for p in photos:
+        (shared / p.name).write_bytes(p.read_bytes())
+    pq.write_table(pa.table({"path": [p.name for p in photos]}), shared / "list.parquet")
+    uri = shared.as_uri()
+    out = tmp_path / "out"
+    err = _job(tiny_export, f"{uri}/list.parquet", out, cluster)
+    assert err.strip().splitlines()[-1].startswith(f"{len(photos)} ok, 0 error, 0 skipped"), err
+    _assert_equal_labels(out, reference)
+    rows = _rows(out)
+    assert {r["path"] for r in rows.values()} == {f"{uri}/{p.name}" for p in photos}
+    assert json.loads((out / f"{photos[0].stem}.json").read_text())["image"] == f"{uri}/{photos[0].name}"
+    err = _job(tiny_export, f"{uri}/list.parquet", out, cluster)
+    assert err.strip().splitlines()[-1].startswith(f"0 ok, 0 error, {len(photos)} skipped"), err
+
+    code, _, err = _batch("--export", tiny_export, "--images", "nosuchfs://bucket/photos/", "--vocab", "cat",
+                          "--out", tmp_path / "out2", "--address", "127.0.0.1:1")
+    assert code == 2 and err.strip().startswith("error: nosuchfs://bucket/: no pyarrow file system"), err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "out2").exists()
 
 
 def test_a_foreign_file_stops_the_job_before_anything_is_written(tiny_export, photos, cluster, tmp_path):
@@ -371,3 +400,43 @@ def test_benchmark_smoke(tiny_export, cluster, tmp_path):
     assert all(r["ok"] == 2 for r in rep["ray"]) and rep["bytes"]["decoded"] > 640 * 640 * 3 * 0.5
     assert [r["nodes"] for r in rep["scaling"]["nodes"]] == [10, 100, 1000]
     assert (tmp_path / "batch_throughput.md").read_text().startswith("<!-- written by sanrt")
+
+
+def test_the_driver_streams_a_long_listing(tmp_path):
+    """A text list of 100,000 paths is checked and read back without being held: the driver keeps 16
+    bytes an image, and its peak stays under half of what the list of paths alone takes; a repeated
+    entry runs once, two images with one name are refused, a listing changed meanwhile is refused."""
+    import tracemalloc
+
+    from sanrt.batch import ImageList
+    from sanrt.batch import folder as job_folder
+    from sanrt.runtime.errors import ImageError, OutputError
+
+    n = 100_000
+    listing = tmp_path / "list.txt"
+    lines = [f"/mnt/datasets/archive/train/{i // 1000:04d}/image_{i:07d}_{i * 7919 % 10**8:08d}.jpg" for i in range(n)]
+    listing.write_text("\n".join(lines + [lines[5]]) + "\n")  # the sixth image named again
+    out = tmp_path / "out"
+    (tmp_path / "warm.txt").write_text(lines[0])
+    job_folder.check(ImageList(tmp_path / "warm.txt"), out, overlays=False)  # the modules' first use apart
+    tracemalloc.start()
+    try:
+        checked = job_folder.check(ImageList(listing), out, overlays=False)
+        kept = tracemalloc.get_traced_memory()[0]
+        entries = sum(1 for _ in checked.entries())
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert (checked.count, checked.repeats, entries) == (n + 1, frozenset({n}), n)
+    held = sum(sys.getsizeof(s) for s in lines) + sys.getsizeof(lines)  # the paths as a list: ~12 MB
+    assert kept < 20 * n + (1 << 20) and peak < held / 2, (kept, peak, held)
+    assert checked.has_stem(Path(lines[7]).stem) and not checked.has_stem("image_9999999")
+
+    listing.write_text("\n".join(lines[:10] + [f"/elsewhere/{Path(lines[3]).stem}.png"]) + "\n")
+    with pytest.raises(OutputError, match=f"several images share the name '{Path(lines[3]).stem}'"):
+        job_folder.check(ImageList(listing), out, overlays=False)
+    listing.write_text("\n".join(lines[:10]) + "\n")
+    checked = job_folder.check(ImageList(listing), out, overlays=False)
+    listing.write_text("\n".join(lines[:11]) + "\n")
+    with pytest.raises(ImageError, match="changed while the job was starting"):
+        list(checked.entries())
