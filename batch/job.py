@@ -5,7 +5,7 @@
                 --address auto --actors 8 --threads-per-actor 4 --overlays
 
 --images: a folder, a glob, an image, a text file of paths (one a line) or a Parquet file with a
-`path` column. Per image <name>_labels.png, <name>.json (and <name>_overlay.png with --overlays) in
+`path` column, local or a pyarrow file-system URI (s3://, gs://, hdfs://, file://). Per image <name>_labels.png, <name>.json (and <name>_overlay.png with --overlays) in
 --out, as infer.py writes them, plus one results.parquet (a row per image: ok, error or skipped).
 A rerun skips images whose outputs are complete; --force recomputes them. A bad image is an error
 row and the job goes on; a job that cannot run is one `error:` line and exit code 2.
@@ -23,7 +23,8 @@ def parse_args(argv):
     ap = cli.ArgumentParser(prog="sanrt-batch", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     cli.add_export_argument(ap, required=True)
     ap.add_argument("--images", required=True, nargs="+", metavar="SRC",
-                    help="a folder, glob, image, text file of paths or Parquet file with a 'path' column")
+                    help="a folder, glob, image, text file of paths or Parquet file with a 'path' column; "
+                         "local or a URI (s3://bucket/photos/)")
     cli.add_vocabulary_arguments(ap)
     ap.add_argument("--out", required=True, type=Path, help="output folder (on a cluster: one every node sees)")
     ap.add_argument("--address", default="local",

@@ -1,13 +1,16 @@
 """`segment_dataset`: the whole job on Ray Data, from image paths to files and results.parquet.
 
-    driver: paths, names -> one Vocabulary (the text graph runs here only) -> ray.put
-    plan    (tasks)  : which images are done, which to do, any foreign file at an output name
-    decode  (tasks)  : file -> RGB pixels, sorted by padded size so an actor batch holds one size
+    driver: the listing checked as it streams (folder.check); names -> one Vocabulary (the text
+            graph runs here only) -> ray.put; the listing into the object store, block by block
+    plan    (tasks)  : which images are done, which to do, any foreign file at an output name;
+                       kept whole in the object store, the images to do sorted there by padded size
+    decode  (tasks)  : file -> RGB pixels
     segment (actors) : one Segmenter per actor -> <stem>_labels.png, <stem>.json [, <stem>_overlay.png]
     driver: result rows streamed into results.parquet (written whole at the end)
 
-The driver holds paths and per-image result rows only, never pixels; Ray Data's streaming executor
-bounds what is in flight. Each file is written atomically; a rerun skips what is complete.
+The driver never holds the listing, pixels or result rows: 17 bytes an image (two hashes, for the
+checks, and whether its row is still to come); Ray Data's streaming executor bounds what is in
+flight. Each file is written atomically; a rerun skips what is complete.
 """
 from __future__ import annotations
 
@@ -475,13 +478,17 @@ class _Job:
         from tqdm import tqdm
 
         shared = SharedVocabulary(self.vocab)  # once into the object store; every actor reads that copy
-        # sorted by padded size, so that consecutive images share actor batches and encode_images batches;
-        # sorted whole before the actors start (they would hold the CPUs the sort's tasks wait for)
-        rows = self._map_batches(planned, _where, same_rows=False, fn_kwargs={"state": "todo"}).sort("key").materialize()
-        done, n = 0, todo
+        # sorted by padded size, so that consecutive images share actor batches and encode_images batches,
+        # then cut into the decode tasks' blocks (an actor takes a block at a time: enough of them keep
+        # every actor fed); all before the actors start, as they would hold the CPUs these tasks wait for
+        lo, hi = DECODE_ROWS
+        step = self.batch * -(-min(hi, max(lo, todo // (8 * self.actors))) // self.batch)
+        rows = (self._map_batches(planned, _where, same_rows=False, fn_kwargs={"state": "todo"}).sort("key")
+                .repartition(target_num_rows_per_block=step).materialize())
+        done = 0
         with tqdm(total=todo, desc="segmenting", unit="img", file=sys.stderr, disable=not self.progress) as bar:
             for round_ in range(ROUNDS):
-                for t in self._stream(rows, n, shared).iter_batches(batch_format="pyarrow", batch_size=None):
+                for t in self._stream(rows, shared).iter_batches(batch_format="pyarrow", batch_size=None):
                     t = t.select(RESULT_SCHEMA.names).cast(writer.schema)
                     index = t.column("index").to_numpy()
                     fresh = [k for k, i in enumerate(index) if self.pending[i]]
@@ -499,21 +506,18 @@ class _Job:
                 lost = np.flatnonzero(np.frombuffer(self.pending, np.uint8))
                 if not len(lost):
                     return
-                n = len(lost)
                 rows = self._map_batches(rows, _among, same_rows=False, num_cpus=0, fn_kwargs={"indices": lost})
                 if round_ + 1 < ROUNDS:
-                    log.warning(f"{n} image(s) lost with a Ray worker or node; running them again")
+                    log.warning(f"{len(lost)} image(s) lost with a Ray worker or node; running them again")
         self._lost(rows, writer, counts)
 
-    def _stream(self, rows, n: int, shared):
-        """The decode and segment stages over `rows` (n plan rows), as a lazy Dataset."""
+    def _stream(self, rows, shared):
+        """The decode and segment stages over `rows` (plan rows), as a lazy Dataset."""
         from ray.data import ActorPoolStrategy, TaskPoolStrategy
 
-        lo, hi = DECODE_ROWS
-        step = self.batch * -(-min(hi, max(lo, n // (8 * self.actors))) // self.batch)
         # Decoding asks for no CPU of its own: it rides on the actors' CPUs (a few per cent of the work),
         # and an actor restarted onto a node's last CPU can never starve it.
-        ds = self._map_batches(rows, decode_batch, batch_size=step, num_cpus=0, max_retries=TASK_RETRIES,
+        ds = self._map_batches(rows, decode_batch, batch_size=None, num_cpus=0, max_retries=TASK_RETRIES,
                                compute=TaskPoolStrategy(size=max(2, self.actors)), fn_kwargs={"export": str(self.export)})
         return self._map_batches(
             ds, SegmentActor, batch_size=self.batch, num_cpus=self.threads,

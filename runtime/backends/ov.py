@@ -1,6 +1,7 @@
 """OpenVINO on the CPU as a Runner, reading the export's ONNX graphs (FP32, BF16 inference, NNCF INT8)."""
 from __future__ import annotations
 
+import os
 import queue
 from pathlib import Path
 
@@ -33,6 +34,10 @@ class CompiledModelFromOnnx:
         config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": HINTS[self.precision]}
         if self.threads:
             config["INFERENCE_NUM_THREADS"] = self.threads
+            if self.threads < (os.cpu_count() or 1):
+                # OpenVINO pins its threads to the first cores: runners of a few threads each in
+                # several processes (Ray actors, Triton instances) would all share those cores
+                config["ENABLE_CPU_PINNING"] = False
         try:
             return core.compile_model(core.read_model(str(self.path)), "CPU", config)
         except Exception as e:  # OpenVINO raises RuntimeError subclasses with long messages
