@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from sanrt.runtime.errors import OutputError, RangeError, SanrtError
+from sanrt.runtime.errors import OutputError, RangeError, SanrtError, first_line
 from sanrt.runtime.manifest import Manifest
 from sanrt.runtime.outputs import MARK, lock_folder, write_atomic
 
@@ -162,7 +162,7 @@ class _Ray:
                     ray.init(address=self.address, log_to_driver=self.verbose, logging_level=level)
         except Exception as e:  # ConnectionError, AuthenticationError, a version mismatch, ...
             self._restore()
-            raise ClusterError(f"no Ray cluster at {self.address}: {_first_line(e)}") from None
+            raise ClusterError(f"no Ray cluster at {self.address}: {first_line(e)}") from None
         self.started = True
         if not self.verbose:
             self._mute_notices()
@@ -211,11 +211,6 @@ def _own_sigterm():
     finally:
         if handler is not None:
             signal.signal(signal.SIGTERM, handler)
-
-
-def _first_line(e: BaseException) -> str:
-    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
-    return lines[0] if lines else type(e).__name__
 
 
 def _sanrt_cause(e: BaseException) -> SanrtError | None:
@@ -344,9 +339,9 @@ def segment_dataset(export, images, names, out, *, expand=None, address: str = "
     except Exception as e:
         cause = _sanrt_cause(e)
         if cause is not None:
-            raise type(cause)(_first_line(cause)) from None
+            raise type(cause)(first_line(cause)) from None
         if type(e).__module__.startswith("ray"):
-            raise ClusterError(f"the Ray job failed: {_first_line(e)}") from None
+            raise ClusterError(f"the Ray job failed: {first_line(e)}") from None
         raise
     finally:
         if lock is not None:
@@ -378,15 +373,19 @@ def _among(table, *, indices):
     return table.filter(np.isin(table.column("index").to_numpy(), indices))
 
 
+def _result_rows(n: int, **columns):
+    """Result rows (RESULT_SCHEMA) made on the driver: the columns given, nulls in the others."""
+    import pyarrow as pa
+
+    return pa.table({f.name: columns.get(f.name, pa.nulls(n, f.type)) for f in RESULT_SCHEMA}, schema=RESULT_SCHEMA)
+
+
 def _skipped_rows(table):
     """Plan rows of complete images -> their result rows."""
     import pyarrow as pa
 
-    n = table.num_rows
-    return pa.table({
-        "index": table.column("index"), "path": table.column("path"), "status": pa.array(["skipped"] * n, pa.string()),
-        "classes": table.column("classes"), "height": table.column("height"), "width": table.column("width"),
-        **{c: pa.nulls(n, RESULT_SCHEMA.field(c).type) for c in ("decode_s", "segment_s", "write_s", "batch", "error")}})
+    return _result_rows(table.num_rows, status=pa.array(["skipped"] * table.num_rows, pa.string()),
+                        **{c: table.column(c) for c in ("index", "path", "classes", "height", "width")})
 
 
 class _Job:
@@ -462,7 +461,7 @@ class _Job:
                 raise OutputError(t.column("error")[state.index("foreign")].as_py())
             if "skipped" in state:
                 s = _skipped_rows(_where(t, state="skipped"))
-                writer.write_table(s.select(RESULT_SCHEMA.names).cast(writer.schema))
+                writer.write_table(s.cast(writer.schema))
                 counts["skipped"] += s.num_rows
             for i, st in zip(t.column("index").to_numpy(), state):
                 if st == "todo":
@@ -534,12 +533,9 @@ class _Job:
         msg = f"lost with a Ray worker {ROUNDS} times (each run of its batch died); see the Ray logs"
         for t in rows.iter_batches(batch_format="pyarrow", batch_size=None):
             n = t.num_rows
-            writer.write_table(pa.table({
-                "index": t.column("index"), "path": t.column("path"), "status": pa.array(["error"] * n, pa.string()),
-                "classes": pa.nulls(n, pa.string()), "height": pa.nulls(n, pa.int32()), "width": pa.nulls(n, pa.int32()),
-                "decode_s": pa.nulls(n, pa.float64()), "segment_s": pa.nulls(n, pa.float64()),
-                "write_s": pa.nulls(n, pa.float64()), "batch": pa.nulls(n, pa.int32()),
-                "error": pa.array([msg] * n, pa.string())}).cast(writer.schema))
+            writer.write_table(_result_rows(n, index=t.column("index"), path=t.column("path"),
+                                            status=pa.array(["error"] * n, pa.string()),
+                                            error=pa.array([msg] * n, pa.string())).cast(writer.schema))
             counts["error"] += n
 
 

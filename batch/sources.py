@@ -14,7 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 from urllib.parse import unquote
 
-from sanrt.runtime.errors import ImageError
+from sanrt.runtime.errors import ImageError, first_line
 from sanrt.runtime.images import IMAGE_SUFFIXES, expand_image_args
 from sanrt.runtime.outputs import written_by_sanrt
 
@@ -42,7 +42,7 @@ def _filesystem(root: str):
     try:
         fs, path = pafs.FileSystem.from_uri(root + "/")
     except Exception as e:  # ArrowInvalid for a scheme pyarrow lacks, OSError for one it cannot reach
-        raise ImageError(f"{root}/: no pyarrow file system for it ({_first_line(e)})") from None
+        raise ImageError(f"{root}/: no pyarrow file system for it ({first_line(e)})") from None
     return fs, path.rstrip("/")
 
 
@@ -66,7 +66,7 @@ def open_image(path: str):
     try:
         return fs.open_input_file(p)
     except Exception as e:
-        raise ImageError(f"cannot read {path}: {_first_line(e)}") from None
+        raise ImageError(f"cannot read {path}: {first_line(e)}") from None
 
 
 def read_image_bytes(path: str) -> bytes:
@@ -74,12 +74,7 @@ def read_image_bytes(path: str) -> bytes:
         try:
             return f.read()
         except OSError as e:  # a connection lost mid-file
-            raise ImageError(f"cannot read {path}: {_first_line(e)}") from None
-
-
-def _first_line(e: BaseException) -> str:
-    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
-    return lines[0] if lines else type(e).__name__
+            raise ImageError(f"cannot read {path}: {first_line(e)}") from None
 
 
 def _sanrt_output(p: Path) -> bool:
@@ -113,7 +108,7 @@ def _parquet_lines(f, what: str):
         for batch in pf.iter_batches(batch_size=65536, columns=["path"]):
             yield from batch.column(0).to_pylist()
     except (OSError, ValueError) as e:  # pyarrow's ArrowInvalid is a ValueError
-        raise ImageError(f"{what} is not a readable Parquet file ({_first_line(e)})") from None
+        raise ImageError(f"{what} is not a readable Parquet file ({first_line(e)})") from None
 
 
 def _text_lines(f, what: str):
@@ -129,8 +124,6 @@ def _kind(name: str) -> str:
     suffix = Path(name).suffix.lower()
     if suffix == ".parquet":
         return "parquet"
-    if suffix in IMAGE_SUFFIXES:
-        return "image"
     return "list" if suffix in LIST_SUFFIXES or not suffix else "image"
 
 
@@ -182,7 +175,7 @@ def _remote(src: str):
     except ImageError:
         raise
     except Exception as e:  # OSError (unreachable, denied), ArrowInvalid, ...
-        raise ImageError(f"cannot read {src}: {_first_line(e)}") from None
+        raise ImageError(f"cannot read {src}: {first_line(e)}") from None
 
 
 class ImageList:

@@ -23,7 +23,7 @@ import numpy as np
 import pyarrow as pa
 from PIL import Image
 
-from sanrt.runtime.errors import SanrtError
+from sanrt.runtime.errors import SanrtError, first_line
 from sanrt.runtime.images import decode_image, load_image
 from sanrt.runtime.manifest import Manifest
 from sanrt.runtime.outputs import SegmentationWriter, written_by_sanrt
@@ -80,11 +80,6 @@ def _sizes(export: str) -> _Sizes:
 def _key(sizes: _Sizes, h: int, w: int) -> str:
     ph, pw = sizes.input_size(h, w)
     return f"{ph}x{pw}"
-
-
-def _one_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return text[0] if text else type(e).__name__
 
 
 def _column(table: pa.Table, name: str, default=None) -> list:
@@ -170,7 +165,7 @@ def decode_batch(table: pa.Table, *, export: str) -> pa.Table:
             row.update(height=img.shape[0], width=img.shape[1])
             row.update(key=_key(sizes, *img.shape[:2]), pixels=img.tobytes())
         except SanrtError as e:
-            row.update(status="error", error=_one_line(e))
+            row.update(status="error", error=first_line(e))
         row["decode_s"] = time.perf_counter() - t0
         for k, v in row.items():
             cols[k].append(v)
@@ -262,7 +257,7 @@ class SegmentActor:
                 for j in part:
                     self._segment([j], images, rows)
                 return
-            rows[part[0]].update(status="error", error=_one_line(e))
+            rows[part[0]].update(status="error", error=first_line(e))
             images.pop(part[0])
             return
         for j, r in zip(part, results):
@@ -279,7 +274,7 @@ class SegmentActor:
                 for j in todo:
                     self._write([j], images, rows, stems)
             else:
-                rows[todo[0]].update(status="error", error=_one_line(e), classes=None)
+                rows[todo[0]].update(status="error", error=first_line(e), classes=None)
             return
         for j in todo:
             r, t0 = rows[j]["seg"], time.perf_counter()
@@ -292,7 +287,7 @@ class SegmentActor:
                 self.writer.write(stems[j], images[j], r, report)
                 rows[j]["write_s"] = time.perf_counter() - t0
             except SanrtError as e:
-                rows[j].update(status="error", error=_one_line(e), classes=None)
+                rows[j].update(status="error", error=first_line(e), classes=None)
 
 
 def _png_bytes(labels: np.ndarray) -> bytes:

@@ -37,3 +37,10 @@ class ConfigError(SanrtError, ValueError):
 class VideoError(SanrtError):
     """A video file, stream or capture device that cannot be opened or read (not a video, no video
     stream, a codec PyAV cannot decode, an unreachable URL, a file cut short)."""
+
+
+def first_line(e: BaseException) -> str:
+    """The first non-blank line of an exception's message (or its type's name): third-party errors
+    (pyarrow, Ray, OpenVINO, numpy) carry long, many-line messages; sanrt says one line."""
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    return lines[0] if lines else type(e).__name__

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ExportFolderError, RangeError, VocabularyError
+from .errors import ExportFolderError, RangeError, VocabularyError, first_line
 from .manifest import Manifest
 from .outputs import write_atomic
 from .tokenizer import EOT, SOT, Tokenizer
@@ -80,7 +80,7 @@ def read_array(path: Path) -> np.ndarray:
     try:
         return np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as e:
-        raise ExportFolderError(f"{path} is not a readable numpy file ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+        raise ExportFolderError(f"{path} is not a readable numpy file ({first_line(e)})") from None
 
 
 def read_classifier(path: Path, embed_dim) -> tuple[np.ndarray, np.float32]:
@@ -89,7 +89,7 @@ def read_classifier(path: Path, embed_dim) -> tuple[np.ndarray, np.float32]:
         with np.load(path, allow_pickle=False) as clf:
             data = {k: clf[k] for k in clf.files}
     except (OSError, ValueError, EOFError) as e:
-        raise ExportFolderError(f"{path} is not a readable npz file ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+        raise ExportFolderError(f"{path} is not a readable npz file ({first_line(e)})") from None
     bg, scale = data.get("bg_embed"), data.get("logit_scale_exp")
     d = embed_dim if isinstance(embed_dim, int) else getattr(bg, "shape", (0, 0))[-1]
     if not (isinstance(bg, np.ndarray) and bg.shape == (1, d) and bg.dtype.kind == "f" and np.isfinite(bg).all()
@@ -231,7 +231,7 @@ class TextSide:
                 raise ValueError("holds values that are not finite")
             return w
         except (OSError, ValueError, EOFError) as e:
-            log.warning(f"vocabulary cache entry {path} is damaged ({str(e).splitlines()[0] if str(e) else type(e).__name__}); recomputing it")
+            log.warning(f"vocabulary cache entry {path} is damaged ({first_line(e)}); recomputing it")
             return None
 
     def write_cached(self, path: Path, weights: np.ndarray) -> bool:

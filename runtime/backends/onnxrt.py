@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import BackendError
+from ..errors import BackendError, first_line
 from .base import Runner
 
 
@@ -33,8 +33,7 @@ class SessionFromOnnx:
         try:
             return ort.InferenceSession(str(self.path), opts, providers=providers)
         except Exception as e:  # ORT raises its own exception types for unreadable models
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise BackendError(f"ONNX Runtime cannot load {self.path}: {first}") from None
+            raise BackendError(f"ONNX Runtime cannot load {self.path}: {first_line(e)}") from None
 
 
 class OnnxRuntimeRunner(Runner):

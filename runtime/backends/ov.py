@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import BackendError
+from ..errors import BackendError, first_line
 from .base import Runner
 
 
@@ -41,8 +41,7 @@ class CompiledModelFromOnnx:
         try:
             return core.compile_model(core.read_model(str(self.path)), "CPU", config)
         except Exception as e:  # OpenVINO raises RuntimeError subclasses with long messages
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise BackendError(f"OpenVINO cannot load {self.path}: {first}") from None
+            raise BackendError(f"OpenVINO cannot load {self.path}: {first_line(e)}") from None
 
 
 class OpenVinoRunner(Runner):
