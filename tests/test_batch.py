@@ -48,16 +48,6 @@ def _session_pids(sid: int) -> list[int]:
     return pids
 
 
-def _titles(sid: int) -> list[str]:
-    out = []
-    for pid in _session_pids(sid):
-        try:
-            out.append(Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode(errors="replace"))
-        except OSError:
-            pass
-    return out
-
-
 class Cluster:
     """A Ray cluster of this machine's processes: each node started by `ray start` in a session of its
     own, so that its processes (raylet, workers, agents) are found, and killed, by session id."""
@@ -352,34 +342,54 @@ def test_the_stages_are_plain_functions_of_arrow_tables(tiny_export, photos, ref
         assert np.array_equal(np.asarray(Image.open(io.BytesIO(r["labels_png"]))), reference[Path(r["path"]).stem])
 
 
+# Another driver's actor that holds every CPU of the head until told to go (a line on stdin)
+_HOLD = """
+import sys, ray
+ray.init(address=sys.argv[1], logging_level="ERROR", log_to_driver=False)
+@ray.remote(num_cpus=int(sys.argv[2]))
+class Hold:
+    def ready(self):
+        return True
+h = Hold.remote()
+ray.get(h.ready.remote())
+print("held", flush=True)
+sys.stdin.readline()
+"""
+
+
 def test_a_node_lost_mid_job_costs_no_image(tiny_export, tiny_dev, cluster, tmp_path):
-    """A second node joins; the job runs 2 actors of 2 CPUs, so one on each node (the head has 2); the
-    second node's processes are killed (SIGKILL) once images are done. The job still ends with every
-    image's files, equal to in-process, and no temporary file left behind."""
+    """A second node joins while another driver holds the head's 2 CPUs, so the job's first actor
+    (2 CPUs) can only start there and takes every batch; once it has written images, that node's
+    processes are killed (SIGKILL) and the head is let go: the job's second actor starts there, runs
+    what was lost, and the job ends with every image's files, equal to in-process, and no temporary
+    file left behind."""
     from sanrt.runtime import Segmenter, load_image
 
     photos = _photos(tmp_path / "many", 24, tiny_dev)
-    worker = cluster.start(num_cpus=2)
-    out = tmp_path / "out"
-    job = subprocess.Popen([sys.executable, str(ROOT / "batch" / "job.py"), "--export", str(tiny_export), "--images",
-                            str(photos[0].parent), "--vocab", ",".join(NAMES), "--out", str(out), "--address",
-                            cluster.address, "--actors", "2", "--threads-per-actor", "2", "--batch", "2"],
-                           env=cluster.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    hold = subprocess.Popen([sys.executable, "-c", _HOLD, cluster.address, "2"], env=cluster.env, text=True,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    job = None
     try:
-        deadline, killed = time.monotonic() + 150, False
-        while time.monotonic() < deadline and job.poll() is None:
+        assert hold.stdout.readline().strip() == "held"
+        worker = cluster.start(num_cpus=2)
+        out = tmp_path / "out"
+        job = subprocess.Popen([sys.executable, str(ROOT / "batch" / "job.py"), "--export", str(tiny_export),
+                                "--images", str(photos[0].parent), "--vocab", ",".join(NAMES), "--out", str(out),
+                                "--address", cluster.address, "--actors", "2", "--threads-per-actor", "2",
+                                "--batch", "2"],
+                               env=cluster.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline, done = time.monotonic() + 150, 0
+        while time.monotonic() < deadline and job.poll() is None and done < 2:
+            time.sleep(0.1)
             done = len(list(out.glob("*.json"))) if out.is_dir() else 0
-            # an actor there that has loaded its Segmenter (its title loses ".__init__")
-            if done >= 2 and any("SegmentActor" in t and "__init__" not in t for t in _titles(worker)):
-                cluster.kill(worker)
-                killed = True
-                break
-            time.sleep(0.2)
+        assert job.poll() is None and done >= 2, f"no image written on the second node ({done} done)"
+        cluster.kill(worker)
+        hold.communicate("go\n", timeout=30)
         _, err = job.communicate(timeout=240)
     finally:
-        if job.poll() is None:
-            job.kill()
-    assert killed, "the job ended before an actor ran on the second node"
+        for p in (hold, job):
+            if p is not None and p.poll() is None:
+                p.kill()
     assert job.returncode == 0, err
     assert err.strip().splitlines()[-1].startswith(f"{len(photos)} ok, 0 error, 0 skipped"), err
     rows = _rows(out)
