@@ -358,11 +358,11 @@ sys.stdin.readline()
 
 
 def test_a_node_lost_mid_job_costs_no_image(tiny_export, tiny_dev, cluster, tmp_path):
-    """A second node joins while another driver holds the head's 2 CPUs, so the job's first actor
-    (2 CPUs) can only start there and takes every batch; once it has written images, that node's
-    processes are killed (SIGKILL) and the head is let go: the job's second actor starts there, runs
-    what was lost, and the job ends with every image's files, equal to in-process, and no temporary
-    file left behind."""
+    """A second node of 1 CPU joins while another driver holds the head's CPUs, so the job's first
+    actor (1 thread) can only start there and takes every batch; once it has written images, that
+    node's processes are killed (SIGKILL) and the head is let go: the job's second actor starts there,
+    runs what was lost, and the job ends with every image's files, equal to in-process, and no
+    temporary file left behind. (The head keeps 2 CPUs: the module's other jobs run 1x2 and 2x1.)"""
     from sanrt.runtime import Segmenter, load_image
 
     photos = _photos(tmp_path / "many", 24, tiny_dev)
@@ -371,11 +371,11 @@ def test_a_node_lost_mid_job_costs_no_image(tiny_export, tiny_dev, cluster, tmp_
     job = None
     try:
         assert hold.stdout.readline().strip() == "held"
-        worker = cluster.start(num_cpus=2)
+        worker = cluster.start(num_cpus=1)
         out = tmp_path / "out"
         job = subprocess.Popen([sys.executable, str(ROOT / "batch" / "job.py"), "--export", str(tiny_export),
                                 "--images", str(photos[0].parent), "--vocab", ",".join(NAMES), "--out", str(out),
-                                "--address", cluster.address, "--actors", "2", "--threads-per-actor", "2",
+                                "--address", cluster.address, "--actors", "2", "--threads-per-actor", "1",
                                 "--batch", "2"],
                                env=cluster.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         deadline, done = time.monotonic() + 150, 0
