@@ -351,7 +351,7 @@ class Hold:
     def ready(self):
         return True
 h = Hold.remote()
-ray.get(h.ready.remote())
+ray.get(h.ready.remote(), timeout=120)  # raises, printing nothing, if the CPUs never come free
 print("held", flush=True)
 sys.stdin.readline()
 """
