@@ -15,7 +15,7 @@ from pathlib import Path
 from urllib.parse import unquote
 
 from sanrt.runtime.errors import ImageError, first_line
-from sanrt.runtime.images import IMAGE_SUFFIXES, expand_image_args
+from sanrt.runtime.images import IMAGE_SUFFIXES, scan_image_files
 from sanrt.runtime.outputs import written_by_sanrt
 
 LIST_SUFFIXES = {".txt", ".lst", ".list"}
@@ -77,10 +77,10 @@ def read_image_bytes(path: str) -> bytes:
             raise ImageError(f"cannot read {path}: {first_line(e)}") from None
 
 
-def _sanrt_output(p: Path) -> bool:
+def _sanrt_output(path: str) -> bool:
     """A label map or overlay of an earlier run into the input folder is not an input; only names
     sanrt gives its PNGs are opened to read the mark (a folder of photos is not read twice)."""
-    return p.name.endswith(("_labels.png", "_overlay.png")) and written_by_sanrt(p)
+    return path.endswith(("_labels.png", "_overlay.png")) and written_by_sanrt(path)
 
 
 def _listed(lines, join, what: str):
@@ -137,7 +137,7 @@ def _local(src: str):
             yield from _listed(lines, join, str(p))
     elif p.is_dir() or p.is_file() or _GLOB.search(src):
         # absolute: the tasks that read them may run in another working directory, or on another machine
-        for q in expand_image_args([src], skip=_sanrt_output):
+        for q in scan_image_files(src, skip=_sanrt_output):
             yield os.path.abspath(q)
     else:
         raise ImageError(f"--images {src}: no such file, folder or glob")
@@ -179,8 +179,9 @@ def _remote(src: str):
 
 
 class ImageList:
-    """The images SRC arguments name (str or Path, one or a list), in order, streamed: iterating
-    yields absolute local paths and URIs as strings, an image named twice twice (the job skips the
+    """The images SRC arguments name (str or Path, one or a list), streamed: iterating yields
+    absolute local paths and URIs as strings, a list's in its order, a local folder's or glob's in the
+    file system's (sorting would hold them all), an image named twice twice (the job skips the
     repeat). ImageError, while iterating, when a source is missing or names no image."""
 
     def __init__(self, sources):
@@ -196,6 +197,6 @@ class ImageList:
 
 
 def image_paths(sources) -> list[str]:
-    """SRC arguments -> the image paths and URIs, in order, without repeats (held whole: for a
-    listing of any size, iterate `ImageList`)."""
+    """SRC arguments -> the image paths and URIs, in `ImageList`'s order, without repeats (held
+    whole: for a listing of any size, iterate `ImageList`)."""
     return list(dict.fromkeys(ImageList(sources)))

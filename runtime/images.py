@@ -6,6 +6,7 @@ Grayscale, RGBA, palette and 16-bit images are converted (alpha dropped as detec
 from __future__ import annotations
 
 import glob
+import os
 import re
 import warnings
 from pathlib import Path
@@ -105,24 +106,37 @@ def decode_image(data: bytes, what: str = "image") -> np.ndarray:
     return _decode(io.BytesIO(data), what)
 
 
+def scan_image_files(arg: str, skip=None):
+    """One PATH | DIR | GLOB argument -> its image files as path strings, streamed in the file
+    system's order (a folder of millions of photos is never held). `skip(path)`: files a folder or
+    glob finds that are not inputs (sanrt's own outputs from an earlier run into that folder); a file
+    named by itself is always taken. ImageError when a folder or glob finds none."""
+    if os.path.isdir(arg):
+        with os.scandir(arg) as entries:
+            found = (e.path for e in entries if os.path.splitext(e.name)[1].lower() in IMAGE_SUFFIXES)
+            missing = f"no images in folder {arg}"
+            yield from _counted((q for q in found if not (skip and skip(q))), missing)
+    elif any(c in arg for c in "*?["):
+        found = (q for q in glob.iglob(arg, recursive=True) if os.path.isfile(q) and not (skip and skip(q)))
+        yield from _counted(found, f"no files match {arg}")
+    else:
+        yield arg
+
+
+def _counted(paths, missing: str):
+    n = 0
+    for n, q in enumerate(paths, 1):
+        yield q
+    if not n:
+        raise ImageError(missing)
+
+
 def expand_image_args(args: list[str], skip=None) -> list[Path]:
-    """PATH | DIR | GLOB arguments -> image files, in order, without duplicates. `skip(path)`: files a
-    folder or glob finds that are not inputs (infer.py: sanrt's own outputs from an earlier run into
-    that folder); a file named by itself is always taken."""
-    out: list[Path] = []
+    """PATH | DIR | GLOB arguments -> image files, each folder's and glob's sorted, without duplicates
+    (held whole: for one machine's jobs; `scan_image_files` streams one argument)."""
+    out: dict[Path, None] = {}
     for a in args:
-        p = Path(a)
-        if p.is_dir():
-            found = sorted(q for q in p.iterdir() if q.suffix.lower() in IMAGE_SUFFIXES and not (skip and skip(q)))
-            if not found:
-                raise ImageError(f"no images in folder {p}")
-        elif any(c in a for c in "*?["):
-            found = sorted(Path(q) for q in glob.glob(a, recursive=True) if Path(q).is_file() and not (skip and skip(Path(q))))
-            if not found:
-                raise ImageError(f"no files match {a}")
-        else:
-            found = [p]
-        out.extend(q for q in found if q not in out)
+        out.update(dict.fromkeys(sorted(Path(q) for q in scan_image_files(a, skip))))
     if not out:
         raise ImageError("no images given")
-    return out
+    return list(out)

@@ -119,8 +119,9 @@ def build_folder(out: Path, build, replaceable=lambda folder: False):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def written_by_sanrt(path: Path) -> bool:
+def written_by_sanrt(path: Path | str) -> bool:
     """True for a file that carries sanrt's mark (see the module docstring)."""
+    path = Path(path)
     try:
         if path.suffix == ".png":
             with Image.open(path) as im:

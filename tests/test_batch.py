@@ -210,8 +210,10 @@ def test_every_source_kind_reruns_and_damage(tiny_export, photos, reference, clu
     table = tmp_path / "list.parquet"
     pq.write_table(pa.table({"path": [str(p) for p in photos], "other": list(range(len(photos)))}), table)
     glob = str(folder / "photo*.png")
-    for src in (folder, glob, listing, table):
+    for src in (listing, table):
         assert image_paths(src) == [str(p) for p in photos], src
+    for src in (folder, glob):  # in the file system's order
+        assert sorted(image_paths(src)) == [str(p) for p in photos], src
 
     out = tmp_path / "out"
     err = _job(tiny_export, table, out, cluster)
@@ -410,6 +412,42 @@ def test_benchmark_smoke(tiny_export, cluster, tmp_path):
     assert all(r["ok"] == 2 for r in rep["ray"]) and rep["bytes"]["decoded"] > 640 * 640 * 3 * 0.5
     assert [r["nodes"] for r in rep["scaling"]["nodes"]] == [10, 100, 1000]
     assert (tmp_path / "batch_throughput.md").read_text().startswith("<!-- written by sanrt")
+
+
+def test_the_driver_streams_a_large_folder(tmp_path):
+    """A folder of 50,000 images is checked and read back as the file system lists it, never held:
+    the driver keeps the listing's 16 bytes an image, and its peak stays under 64 bytes an image (the
+    paths alone, as a list, take over 150 here); sanrt's outputs of an earlier run into the folder
+    are not inputs."""
+    import tracemalloc
+
+    from sanrt.batch import ImageList
+    from sanrt.batch import folder as job_folder
+    from sanrt.runtime.outputs import save_png
+
+    n = 50_000
+    photos = tmp_path / "archive"
+    photos.mkdir()
+    for i in range(n):
+        os.close(os.open(photos / f"image_{i:07d}_{i * 7919 % 10**8:08d}.jpg", os.O_CREAT | os.O_WRONLY))
+    (photos / "notes.txt").write_text("not an image")
+    save_png(Image.new("L", (4, 4)), photos / "image_0000000_00000000_labels.png")  # sanrt's mark
+    out = tmp_path / "out"
+    warm = tmp_path / "warm"
+    warm.mkdir()
+    (warm / "a.jpg").touch()
+    job_folder.check(ImageList(warm), out, overlays=False)  # the modules' first use apart
+    tracemalloc.start()
+    try:
+        checked = job_folder.check(ImageList(photos), out, overlays=False)
+        kept = tracemalloc.get_traced_memory()[0]
+        entries = sum(1 for _ in checked.entries())
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert (checked.count, checked.repeats, entries) == (n, frozenset(), n)
+    assert kept < 20 * n + (1 << 20) and peak < 64 * n + (1 << 20), (kept, peak)
+    assert sys.getsizeof(str(photos / "image_0000000_00000000.jpg")) + 8 > 150
 
 
 def test_the_driver_streams_a_long_listing(tmp_path):

@@ -61,8 +61,14 @@ def test_expand_image_args(tmp_path):
     (tmp_path / "readme.txt").write_text("x")
     assert [p.name for p in expand_image_args([str(tmp_path)])] == ["a.jpg", "b.png"]
     assert [p.name for p in expand_image_args([str(tmp_path / "*.png")])] == ["b.png"]
+    # each image once, where it was first named; a file named by itself is taken whatever its suffix
+    assert [p.name for p in expand_image_args([str(tmp_path / "b.png"), str(tmp_path), str(tmp_path / "readme.txt"),
+                                               str(tmp_path / "*.jpg")])] == ["b.png", "a.jpg", "readme.txt"]
     with pytest.raises(ImageError, match="no files match"):
         expand_image_args([str(tmp_path / "*.gif")])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ImageError, match="no images in folder"):
+        expand_image_args([str(tmp_path / "empty")])
 
 
 # EXIF orientation -> the array the viewer shows, written out in numpy (not through PIL's own table)
