@@ -414,15 +414,30 @@ def test_benchmark_smoke(tiny_export, cluster, tmp_path):
     assert (tmp_path / "batch_throughput.md").read_text().startswith("<!-- written by sanrt")
 
 
+def _check_measured(images, warm, out):
+    """folder.check over `images`, then its entries read back, under tracemalloc (after a first run
+    over `warm`, so that the modules' first use is apart): (Listing, entries, kept bytes, peak bytes)."""
+    import tracemalloc
+
+    from sanrt.batch import ImageList
+    from sanrt.batch import folder as job_folder
+
+    job_folder.check(ImageList(warm), out, overlays=False)
+    tracemalloc.start()
+    try:
+        checked = job_folder.check(ImageList(images), out, overlays=False)
+        kept = tracemalloc.get_traced_memory()[0]
+        entries = sum(1 for _ in checked.entries())
+        return checked, entries, kept, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
 def test_the_driver_streams_a_large_folder(tmp_path):
     """A folder of 50,000 images is checked and read back as the file system lists it, never held:
     the driver keeps the listing's 16 bytes an image, and its peak stays under 64 bytes an image (the
     paths alone, as a list, take over 150 here); sanrt's outputs of an earlier run into the folder
     are not inputs."""
-    import tracemalloc
-
-    from sanrt.batch import ImageList
-    from sanrt.batch import folder as job_folder
     from sanrt.runtime.outputs import save_png
 
     n = 50_000
@@ -432,19 +447,9 @@ def test_the_driver_streams_a_large_folder(tmp_path):
         os.close(os.open(photos / f"image_{i:07d}_{i * 7919 % 10**8:08d}.jpg", os.O_CREAT | os.O_WRONLY))
     (photos / "notes.txt").write_text("not an image")
     save_png(Image.new("L", (4, 4)), photos / "image_0000000_00000000_labels.png")  # sanrt's mark
-    out = tmp_path / "out"
-    warm = tmp_path / "warm"
-    warm.mkdir()
-    (warm / "a.jpg").touch()
-    job_folder.check(ImageList(warm), out, overlays=False)  # the modules' first use apart
-    tracemalloc.start()
-    try:
-        checked = job_folder.check(ImageList(photos), out, overlays=False)
-        kept = tracemalloc.get_traced_memory()[0]
-        entries = sum(1 for _ in checked.entries())
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    (tmp_path / "warm").mkdir()
+    (tmp_path / "warm" / "a.jpg").touch()
+    checked, entries, kept, peak = _check_measured(photos, tmp_path / "warm", tmp_path / "out")
     assert (checked.count, checked.repeats, entries) == (n, frozenset(), n)
     assert kept < 20 * n + (1 << 20) and peak < 64 * n + (1 << 20), (kept, peak)
     assert sys.getsizeof(str(photos / "image_0000000_00000000.jpg")) + 8 > 150
@@ -454,8 +459,6 @@ def test_the_driver_streams_a_long_listing(tmp_path):
     """A text list of 100,000 paths is checked and read back without being held: the driver keeps 16
     bytes an image, and its peak stays under half of what the list of paths alone takes; a repeated
     entry runs once, two images with one name are refused, a listing changed meanwhile is refused."""
-    import tracemalloc
-
     from sanrt.batch import ImageList
     from sanrt.batch import folder as job_folder
     from sanrt.runtime.errors import ImageError, OutputError
@@ -466,15 +469,7 @@ def test_the_driver_streams_a_long_listing(tmp_path):
     listing.write_text("\n".join(lines + [lines[5]]) + "\n")  # the sixth image named again
     out = tmp_path / "out"
     (tmp_path / "warm.txt").write_text(lines[0])
-    job_folder.check(ImageList(tmp_path / "warm.txt"), out, overlays=False)  # the modules' first use apart
-    tracemalloc.start()
-    try:
-        checked = job_folder.check(ImageList(listing), out, overlays=False)
-        kept = tracemalloc.get_traced_memory()[0]
-        entries = sum(1 for _ in checked.entries())
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    checked, entries, kept, peak = _check_measured(listing, tmp_path / "warm.txt", out)
     assert (checked.count, checked.repeats, entries) == (n + 1, frozenset({n}), n)
     held = sum(sys.getsizeof(s) for s in lines) + sys.getsizeof(lines)  # the paths as a list: ~12 MB
     assert kept < 20 * n + (1 << 20) and peak < held / 2, (kept, peak, held)
