@@ -12,21 +12,20 @@ from pathlib import Path
 import numpy as np
 
 from sanrt.runtime.errors import ImageError, OutputError
-from sanrt.runtime.outputs import check_replaceable
+from sanrt.runtime.outputs import OUTPUT_SUFFIXES, check_replaceable
 
 from .sources import ImageList, filesystem, is_uri, stem
 
 RESULTS = "results.parquet"
-SUFFIXES = ("_labels.png", "_overlay.png", ".json")  # SegmentationWriter.names, in its order
 
 
 def output_files(out: Path, name: str, overlays: bool) -> list[Path]:
-    return [out / f"{name}{s}" for s in SUFFIXES if overlays or s != "_overlay.png"]
+    return [out / f"{name}{s}" for s in OUTPUT_SUFFIXES if overlays or s != "_overlay.png"]
 
 
 def stem_of(file_name: str, overlays: bool = True) -> str | None:
     """The image stem whose output `file_name` is, or None."""
-    for s in SUFFIXES:
+    for s in OUTPUT_SUFFIXES:
         if file_name.endswith(s) and (overlays or s != "_overlay.png"):
             return file_name[: -len(s)]
     return None

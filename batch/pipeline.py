@@ -418,14 +418,12 @@ class _Job:
         import pyarrow as pa
 
         refs, index, paths = [], [], []
-        for i, p in self.listing.entries():
+        for n, (i, p) in enumerate(self.listing.entries(), 1):
             index.append(i)
             paths.append(p)
-            if len(index) == PLAN_ROWS:
+            if len(index) == PLAN_ROWS or n == self.listing.unique:  # a full block, or the last
                 refs.append(self.ray.put(pa.table({"index": pa.array(index, pa.int64()), "path": paths})))
                 index, paths = [], []
-        if index:
-            refs.append(self.ray.put(pa.table({"index": pa.array(index, pa.int64()), "path": paths})))
         return refs
 
     def run(self, tmp: Path, counts: dict, timing: dict) -> None:

@@ -1,7 +1,7 @@
 """What `--images SRC` names: a folder, a glob, an image file, a text file of paths (one a line) or a
 Parquet file with a `path` column, on this machine's file system or on any pyarrow file system by URI
 (`s3://bucket/photos/`, `gs://...`, `hdfs://...`, `file:///...`). Read as a stream, never held whole:
-a list of millions of paths passes through in blocks. Paths only: no image is opened here (the job's
+a folder or list of millions of paths passes through in blocks. Paths only: no image is opened here (the job's
 tasks read them, with `open_image`)."""
 from __future__ import annotations
 
@@ -15,12 +15,11 @@ from pathlib import Path
 from urllib.parse import unquote
 
 from sanrt.runtime.errors import ImageError, first_line
-from sanrt.runtime.images import IMAGE_SUFFIXES, scan_image_files
-from sanrt.runtime.outputs import written_by_sanrt
+from sanrt.runtime.images import IMAGE_SUFFIXES, is_glob, scan_image_files
+from sanrt.runtime.outputs import is_sanrt_output
 
 LIST_SUFFIXES = {".txt", ".lst", ".list"}
 _URI = re.compile(r"^(?P<root>[A-Za-z][A-Za-z0-9+.-]*://[^/]*)(?P<rest>.*)$")
-_GLOB = re.compile(r"[*?\[]")
 
 
 def is_uri(path: str) -> bool:
@@ -77,12 +76,6 @@ def read_image_bytes(path: str) -> bytes:
             raise ImageError(f"cannot read {path}: {first_line(e)}") from None
 
 
-def _sanrt_output(path: str) -> bool:
-    """A label map or overlay of an earlier run into the input folder is not an input; only names
-    sanrt gives its PNGs are opened to read the mark (a folder of photos is not read twice)."""
-    return path.endswith(("_labels.png", "_overlay.png")) and written_by_sanrt(path)
-
-
 def _listed(lines, join, what: str):
     """The entries of a list (text lines or a Parquet column), relative ones from the list's own
     folder (a list travels with its images); ImageError when it names none."""
@@ -135,9 +128,9 @@ def _local(src: str):
         with open(p, "rb") as f:
             lines = _parquet_lines(f, str(p)) if _kind(p.name) == "parquet" else _text_lines(f, str(p))
             yield from _listed(lines, join, str(p))
-    elif p.is_dir() or p.is_file() or _GLOB.search(src):
+    elif p.is_dir() or p.is_file() or is_glob(src):
         # absolute: the tasks that read them may run in another working directory, or on another machine
-        for q in scan_image_files(src, skip=_sanrt_output):
+        for q in scan_image_files(src, skip=is_sanrt_output):
             yield os.path.abspath(q)
     else:
         raise ImageError(f"--images {src}: no such file, folder or glob")
@@ -161,7 +154,7 @@ def _remote(src: str):
             yield src
             return
         pattern = None
-        if info.type == pafs.FileType.NotFound and _GLOB.search(posixpath.basename(path)):
+        if info.type == pafs.FileType.NotFound and is_glob(posixpath.basename(path)):
             path, pattern = posixpath.dirname(path), posixpath.basename(path)  # a glob in the last part only
         elif info.type == pafs.FileType.NotFound:
             raise ImageError(f"--images {src}: no such file, folder or glob")

@@ -106,6 +106,10 @@ def decode_image(data: bytes, what: str = "image") -> np.ndarray:
     return _decode(io.BytesIO(data), what)
 
 
+def is_glob(arg: str) -> bool:
+    return any(c in arg for c in "*?[")
+
+
 def scan_image_files(arg: str, skip=None):
     """One PATH | DIR | GLOB argument -> its image files as path strings, streamed in the file
     system's order (a folder of millions of photos is never held). `skip(path)`: files a folder or
@@ -116,7 +120,7 @@ def scan_image_files(arg: str, skip=None):
             found = (e.path for e in entries if os.path.splitext(e.name)[1].lower() in IMAGE_SUFFIXES)
             missing = f"no images in folder {arg}"
             yield from _counted((q for q in found if not (skip and skip(q))), missing)
-    elif any(c in arg for c in "*?["):
+    elif is_glob(arg):
         found = (q for q in glob.iglob(arg, recursive=True) if os.path.isfile(q) and not (skip and skip(q)))
         yield from _counted(found, f"no files match {arg}")
     else:

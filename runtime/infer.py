@@ -113,10 +113,10 @@ def run(args) -> int:
     from tqdm import tqdm
 
     from sanrt.runtime import SegmentationWriter, cli, expand_image_args, load_image
-    from sanrt.runtime.outputs import written_by_sanrt
+    from sanrt.runtime.outputs import is_sanrt_output
 
     names = cli.vocabulary_names(args)
-    paths = expand_image_args(args.image, skip=written_by_sanrt)  # re-running into the input folder works
+    paths = expand_image_args(args.image, skip=is_sanrt_output)  # re-running into the input folder works
     seg = _segmenter(args, names)
     # Every input is checked whole before anything is written: each image decoded once here (a file
     # cut short fails now, not after earlier outputs exist), then every output name.

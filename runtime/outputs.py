@@ -119,6 +119,17 @@ def build_folder(out: Path, build, replaceable=lambda folder: False):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+# SegmentationWriter's names: <stem> + each suffix, in this order (the overlay unless overlay=False)
+OUTPUT_SUFFIXES = ("_labels.png", "_overlay.png", ".json")
+
+
+def is_sanrt_output(path: Path | str) -> bool:
+    """A label map or overlay of an earlier run into a folder of images: not an input when the folder
+    is read again. Only PNGs named as sanrt names them are opened, to read the mark (a folder of
+    photos is not read twice)."""
+    return str(path).endswith(OUTPUT_SUFFIXES[:2]) and written_by_sanrt(path)
+
+
 def written_by_sanrt(path: Path | str) -> bool:
     """True for a file that carries sanrt's mark (see the module docstring)."""
     path = Path(path)
@@ -212,8 +223,7 @@ class SegmentationWriter:
                                            "another --out")
 
     def names(self, stem: str) -> list[Path]:
-        files = [f"{stem}_labels.png", *([f"{stem}_overlay.png"] if self.overlay else []), f"{stem}.json"]
-        return [self.out / f for f in files]
+        return [self.out / f"{stem}{s}" for s in OUTPUT_SUFFIXES if self.overlay or s != "_overlay.png"]
 
     def plan(self, stems: list[str], inputs=()) -> None:
         """OutputError before anything is written: stems that collide, an output folder that cannot be
